@@ -1,0 +1,102 @@
+"""Change values: who acted, what changed, and the stable diff between two states."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who caused a change: a `type` such as "user", "system" or "automation", and an id."""
+
+    type: str
+    id: str
+
+
+SYSTEM_ACTOR = Actor("system", "reactive-core")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntityChange:
+    """One logged change of one entity; `change_id` is the idempotency key for handlers.
+
+    `prev` and `next` are the states in their JSON form (aliases applied), `None` when
+    the entity did not exist before (create) or does not exist after (tombstone).
+    """
+
+    change_id: str
+    seq: int
+    kind: str
+    id: str
+    prev: dict[str, Any] | None
+    next: dict[str, Any] | None
+    delta: dict[str, Any]
+    changed_fields: tuple[str, ...]
+    actor: Actor = SYSTEM_ACTOR
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    reason: str | None = None
+
+    @property
+    def is_create(self) -> bool:
+        """True when the entity did not exist before this change."""
+        return self.prev is None and self.next is not None
+
+    @property
+    def is_tombstone(self) -> bool:
+        """True when this change removed the entity."""
+        return self.next is None
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def stable_json(value: Any) -> str:
+    """The comparison form of a value: sorted keys, compact, NaN and ±inf as null."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"))
+
+
+def value_text(value: Any) -> str | None:
+    """The transition-log text form: strings verbatim, None as NULL, anything else as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return stable_json(value)
+
+
+def diff_states(
+    prev: Mapping[str, Any] | None, next_: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Field-by-field diff of two JSON-form states: `(delta, changed_fields)`.
+
+    A missing state counts as `{}`; a field absent on one side and null on the other is
+    not a change; `delta[field]` is the next value (None when the field was dropped).
+    """
+    before = prev or {}
+    after = next_ or {}
+    changed: list[str] = []
+    for name in sorted(before.keys() | after.keys()):
+        old = before.get(name)
+        new = after.get(name)
+        if old is new or (old is not None and new is not None and old == new
+                          and type(old) is type(new) and not isinstance(old, float)):
+            continue
+        if stable_json(old) != stable_json(new):
+            changed.append(name)
+    delta = {name: after.get(name) for name in changed}
+    return delta, tuple(changed)

@@ -1,0 +1,295 @@
+"""Units of work: synchronous SQLAlchemy Core transactions run off the event loop.
+
+Every database operation is a plain function `fn(tx, *args)` receiving a
+`sqlalchemy.Connection` inside one transaction, executed in a worker thread: one
+thread hop per unit of work. On SQLite all writes go through one writer connection;
+concurrent writers are *group-committed*: whatever is queued while a transaction is
+running forms the next batch, each unit in its own savepoint, so one failing unit
+rolls back alone while the batch shares one commit. Readers use their own
+connections and run concurrently (WAL). On PostgreSQL every unit of work gets a
+pooled connection and its own transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from ._errors import ConfigError
+
+logger = logging.getLogger("reactive_core.db")
+
+T = TypeVar("T")
+
+DEFAULT_DATABASE_URL = "sqlite:///./reactive.db"
+_AFTER_COMMIT = "reactive_core.after_commit"
+_MAX_BATCH = 256
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+def after_commit(tx: Connection, callback: Callable[[], None]) -> None:
+    """Run `callback` on the event loop once the unit of work `tx` belongs to commits.
+
+    Dropped when the unit of work (or, in a group commit, its savepoint) rolls back.
+    """
+    tx.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def _take_after_commit(tx: Connection) -> list[Callable[[], None]]:
+    callbacks: list[Callable[[], None]] = tx.info.pop(_AFTER_COMMIT, [])
+    return callbacks
+
+
+def entity_lock_key(kind: str, entity_id: str) -> int:
+    """A stable signed 64-bit key for one entity's advisory lock."""
+    digest = hashlib.blake2b(f"{kind}\x00{entity_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def resolve_database_url(url: str | None) -> str:
+    """The URL to use: the argument, else `REACTIVE_DATABASE_URL`, else SQLite in the cwd."""
+    chosen = url or os.environ.get("REACTIVE_DATABASE_URL") or DEFAULT_DATABASE_URL
+    if chosen.startswith("postgresql://") or chosen.startswith("postgres://"):
+        chosen = "postgresql+psycopg://" + chosen.split("://", 1)[1]
+    return chosen
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: Any = None
+    error: BaseException | None = None
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+
+
+class Database:
+    """Runs units of work against SQLite (embedded) or PostgreSQL (cluster)."""
+
+    def __init__(self, url: str | None = None, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = resolve_database_url(url)
+        try:
+            parsed = make_url(self.url)
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types here
+            raise ConfigError(
+                f"database URL {self.url!r} is not valid: expected e.g. "
+                "'sqlite:///./reactive.db' or 'postgresql+psycopg://user@host/db'"
+            ) from exc
+        backend = parsed.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ConfigError(
+                f"database URL {self.url!r} names backend {backend!r}: expected sqlite or postgresql"
+            )
+        self.dialect: Dialect = "sqlite" if backend == "sqlite" else "postgresql"
+        self._pending: list[_Job] = []
+        self._writing = False
+        self._writer_lock = threading.Lock()
+        self._writer_conn: Connection | None = None
+        if self.dialect == "sqlite":
+            database = parsed.database or ""
+            if database in ("", ":memory:") or database.startswith("file::memory:"):
+                raise ConfigError(
+                    f"database URL {self.url!r} is an in-memory SQLite database: "
+                    "expected a file path such as 'sqlite:///./reactive.db'"
+                )
+            self.engine = self._sqlite_engine(immediate=True, echo=echo, single=True)
+            self.read_engine = self._sqlite_engine(immediate=False, echo=echo, single=False)
+            self._limiter = anyio.CapacityLimiter(8)
+        else:
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                echo=echo,
+            )
+            self.read_engine = self.engine
+            self._limiter = anyio.CapacityLimiter(pool_size * 2)
+
+    def _sqlite_engine(self, *, immediate: bool, echo: bool, single: bool) -> Engine:
+        # The writer keeps one connection for the life of the Database; readers get a
+        # small pool. pysqlite's own transaction handling is disabled so that BEGIN and
+        # SAVEPOINT are emitted exactly as SQLAlchemy asks.
+        kwargs: dict[str, Any] = {"echo": echo, "connect_args": {"check_same_thread": False}}
+        if single:
+            kwargs["poolclass"] = NullPool
+        engine = create_engine(self.url, **kwargs)
+        begin_sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql(begin_sql)
+
+        return engine
+
+    # -- schema ---------------------------------------------------------------------
+
+    async def create_all(self, *metadatas: MetaData) -> None:
+        """Create every table of `metadatas` that does not exist yet."""
+
+        def create(tx: Connection) -> None:
+            for md in metadatas:
+                md.create_all(tx)
+
+        await self.run(create)
+
+    # -- units of work --------------------------------------------------------------
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the write unit of work `fn(tx, *args)` in one transaction, off the event loop."""
+        if self.dialect == "postgresql":
+            result, callbacks = await anyio.to_thread.run_sync(
+                self._run_pg, fn, args, limiter=self._limiter
+            )
+            _run_callbacks(callbacks)
+            return result  # type: ignore[no-any-return]
+        return await self._run_grouped(fn, args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the read-only unit of work `fn(tx, *args)`; may run beside other readers."""
+        return await anyio.to_thread.run_sync(self._run_read, fn, args, limiter=self._limiter)
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a write unit of work on the calling thread (CLI and scripts, not the loop)."""
+        if self.dialect == "postgresql":
+            result, callbacks = self._run_pg(fn, args)
+            _run_callbacks(callbacks)
+            return result  # type: ignore[no-any-return]
+        job = _Job(fn, args, done=None)  # type: ignore[arg-type]
+        self._run_batch([job])
+        if job.error is not None:
+            raise job.error
+        _run_callbacks(job.callbacks)
+        return job.result  # type: ignore[no-any-return]
+
+    def _run_pg(
+        self, fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> tuple[T, list[Callable[[], None]]]:
+        with self.engine.connect() as conn:
+            conn.info.pop(_AFTER_COMMIT, None)
+            try:
+                with conn.begin():
+                    result = fn(conn, *args)
+            except BaseException:
+                conn.info.pop(_AFTER_COMMIT, None)
+                raise
+            return result, _take_after_commit(conn)
+
+    def _run_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with self.read_engine.connect() as conn:
+            with conn.begin():
+                return fn(conn, *args)
+
+    async def _run_grouped(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        job = _Job(fn, args)
+        self._pending.append(job)
+        if self._writing:
+            await job.done.wait()
+        else:
+            # This caller leads: it commits batches until the queue is empty. Shielded,
+            # so a cancelled leader never strands the callers queued behind it.
+            self._writing = True
+            try:
+                with anyio.CancelScope(shield=True):
+                    while self._pending:
+                        batch = self._pending[:_MAX_BATCH]
+                        del self._pending[:_MAX_BATCH]
+                        await anyio.to_thread.run_sync(self._run_batch, batch)
+                        for done_job in batch:
+                            _run_callbacks(done_job.callbacks)
+                            done_job.done.set()
+            finally:
+                self._writing = False
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[no-any-return]
+
+    def _writer(self) -> Connection:
+        if self._writer_conn is None or self._writer_conn.closed:
+            self._writer_conn = self.engine.connect()
+        return self._writer_conn
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        with self._writer_lock:
+            conn = self._writer()
+            try:
+                with conn.begin():
+                    if len(batch) == 1:
+                        job = batch[0]
+                        conn.info.pop(_AFTER_COMMIT, None)
+                        try:
+                            job.result = job.fn(conn, *job.args)
+                        except BaseException as exc:
+                            job.error = exc
+                            raise
+                        job.callbacks = _take_after_commit(conn)
+                    else:
+                        for job in batch:
+                            conn.info.pop(_AFTER_COMMIT, None)
+                            savepoint = conn.begin_nested()
+                            try:
+                                job.result = job.fn(conn, *job.args)
+                            except Exception as exc:  # noqa: BLE001 - handed to its caller
+                                savepoint.rollback()
+                                job.error = exc
+                                conn.info.pop(_AFTER_COMMIT, None)
+                                continue
+                            savepoint.commit()
+                            job.callbacks = _take_after_commit(conn)
+            except BaseException as exc:  # noqa: BLE001 - the whole batch failed to commit
+                for job in batch:
+                    job.callbacks = []
+                    if job.error is None:
+                        job.error = exc
+                        job.result = None
+                if self._writer_conn is not None and self._writer_conn.invalidated:
+                    self._writer_conn = None
+
+    def advisory_lock(self, tx: Connection, key: int) -> None:
+        """Take a transaction-scoped lock on `key` (PostgreSQL); SQLite's writer is the lock."""
+        if self.dialect == "postgresql":
+            tx.execute(_PG_LOCK, {"key": key})
+
+    async def close(self) -> None:
+        """Close every connection."""
+        def close_all() -> None:
+            with self._writer_lock:
+                if self._writer_conn is not None:
+                    self._writer_conn.close()
+                    self._writer_conn = None
+            self.engine.dispose()
+            if self.read_engine is not self.engine:
+                self.read_engine.dispose()
+
+        await anyio.to_thread.run_sync(close_all)
+
+
+_PG_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - a wake-up must never fail a committed write
+            logger.exception("after-commit callback %r failed", callback)

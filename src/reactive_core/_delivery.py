@@ -1,0 +1,458 @@
+"""Getting changes to subscribers: the broadcast feed and the work-queue dispatcher.
+
+Broadcast: every instance tails `entity_changes` and calls its local handlers. On
+SQLite the feed is read by `seq` (one writer, so seq order is commit order). On
+PostgreSQL sequence numbers are taken before commit, so a lower seq can become
+visible after a higher one; the feed therefore remembers the database snapshot of
+its previous read and asks for the rows whose transaction was not yet visible in it
+(`pg_visible_in_snapshot`), which returns each committed change exactly once no
+matter the commit order. A NOTIFY wakes tailers; polling is the backstop.
+
+Work queue: one durable `entity_deliveries` row per (change, group). An instance
+claims rows for the groups it handles (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and
+takes a lease; a row is claimable only when no earlier row of the same (group, kind,
+entity) is still pending, which gives per-entity order across the cluster. A running
+handler's lease is extended by heartbeats; a dead instance's lease expires and the
+row is handed to another (at-least-once). Failures back off exponentially and are
+dead-lettered after `max_retries` retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from sqlalchemy import Connection, bindparam, exists, func, or_, select, text, update
+
+from ._changes import EntityChange
+from ._db import Database
+from ._entities import as_utc, row_to_change, utcnow
+from ._errors import DeliveryNotFound
+from ._registry import Registry, WorkQueue
+from ._schema import entity_changes, entity_deliveries
+
+logger = logging.getLogger("reactive_core.delivery")
+
+
+class Waker:
+    """A level-triggered wake-up: `set()` from the loop, `wait(timeout)` in one task."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        """Wake the waiting task (or make its next wait return at once)."""
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Wait for a wake-up or `timeout` seconds, then re-arm."""
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+        if self._event.is_set():
+            self._event = anyio.Event()
+
+
+# -- broadcast ------------------------------------------------------------------------
+
+_PG_FEED = text(
+    """
+    WITH snap AS (SELECT pg_current_snapshot() AS s)
+    SELECT snap.s::text AS snapshot, c.*
+    FROM snap LEFT JOIN entity_changes c
+      ON c.txid >= pg_snapshot_xmin(CAST(:prev AS pg_snapshot))::text::bigint
+     AND NOT pg_visible_in_snapshot(c.txid::text::xid8, CAST(:prev AS pg_snapshot))
+    ORDER BY c.seq
+    """
+)
+_SQLITE_FEED = (
+    select(entity_changes)
+    .where(entity_changes.c.seq > bindparam("after"))
+    .order_by(entity_changes.c.seq)
+    .limit(500)
+)
+
+
+class BroadcastFeed:
+    """Tails the change feed and calls this instance's broadcast handlers in order."""
+
+    def __init__(self, *, db: Database, registry: Registry, poll_interval: float) -> None:
+        self._db = db
+        self._registry = registry
+        self._poll_interval = poll_interval
+        self._waker = Waker()
+        self._position: Any = None
+        self._started = 0
+        self._finished = 0
+        self._progress = anyio.Event()
+        self.head_seq = 0
+
+    def wake(self) -> None:
+        """Poll now rather than at the next interval."""
+        self._waker.set()
+
+    async def start_position(self) -> None:
+        """Remember where the feed stands now; changes before this are not broadcast."""
+        self._position = await self._db.read(self._initial_position)
+
+    def _initial_position(self, tx: Connection) -> Any:
+        if self._db.dialect == "postgresql":
+            return tx.execute(text("SELECT pg_current_snapshot()::text")).scalar_one()
+        return int(tx.execute(select(func.coalesce(func.max(entity_changes.c.seq), 0))).scalar_one())
+
+    def _read(self, tx: Connection, position: Any) -> tuple[Any, list[EntityChange]]:
+        if self._db.dialect == "postgresql":
+            rows = tx.execute(_PG_FEED, {"prev": position}).all()
+            if not rows:
+                return position, []
+            new_position = rows[0].snapshot
+            return new_position, [row_to_change(r) for r in rows if r.seq is not None]
+        rows = tx.execute(_SQLITE_FEED, {"after": position}).all()
+        changes = [row_to_change(r) for r in rows]
+        return (changes[-1].seq if changes else position), changes
+
+    async def run(self) -> None:
+        """Poll forever (until cancelled), delivering each new change to local handlers."""
+        while True:
+            await self.poll_once()
+            await self._waker.wait(self._poll_interval)
+
+    async def poll_once(self) -> None:
+        """Read every change committed since the last poll and deliver it."""
+        self._started += 1
+        generation = self._started
+        try:
+            while True:
+                position, changes = await self._db.read(self._read, self._position)
+                for change in changes:
+                    await self._deliver(change)
+                    self.head_seq = max(self.head_seq, change.seq)
+                self._position = position
+                if self._db.dialect == "postgresql" or len(changes) < 500:
+                    break
+        finally:
+            self._finished = max(self._finished, generation)
+            self._progress.set()
+            self._progress = anyio.Event()
+
+    async def catch_up(self) -> None:
+        """Return once a poll that started after this call has finished."""
+        target = self._started + 1
+        while self._finished < target:
+            progress = self._progress
+            self.wake()
+            with anyio.move_on_after(self._poll_interval):
+                await progress.wait()
+
+    async def _deliver(self, change: EntityChange) -> None:
+        for sub in self._registry.subscriptions(change.kind):
+            if isinstance(sub.delivery, WorkQueue):
+                continue
+            try:
+                await sub.handler(change)
+            except Exception:  # noqa: BLE001 - one handler must never affect another
+                logger.exception(
+                    "broadcast handler %s failed on %s:%s (change %s)",
+                    sub.name, change.kind, change.id, change.change_id,
+                )
+
+
+# -- work queue -----------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryRow:
+    """One durable work-queue delivery, as listed by `reactive deliveries`."""
+
+    id: int
+    change_seq: int
+    group: str
+    kind: str
+    entity_id: str
+    status: str
+    attempts: int
+    available_at: datetime | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    last_error: str | None
+    created_at: datetime | None
+    finished_at: datetime | None
+
+
+def _delivery_row(row: Any) -> DeliveryRow:
+    return DeliveryRow(
+        id=int(row.id), change_seq=int(row.change_seq), group=row.group_name, kind=row.kind,
+        entity_id=row.entity_id, status=row.status, attempts=int(row.attempts),
+        available_at=as_utc(row.available_at), lease_owner=row.lease_owner,
+        lease_expires_at=as_utc(row.lease_expires_at), last_error=row.last_error,
+        created_at=as_utc(row.created_at), finished_at=as_utc(row.finished_at),
+    )
+
+
+_d = entity_deliveries
+_earlier = _d.alias("earlier")
+
+
+def _claim(
+    tx: Connection, *, dialect: str, groups: list[str], owner: str, lease: float, limit: int,
+) -> list[tuple[DeliveryRow, EntityChange]]:
+    now = utcnow()
+    blocked = exists().where(
+        _earlier.c.group_name == _d.c.group_name,
+        _earlier.c.kind == _d.c.kind,
+        _earlier.c.entity_id == _d.c.entity_id,
+        _earlier.c.status == "pending",
+        _earlier.c.id < _d.c.id,
+    )
+    query = (
+        select(_d.c.id)
+        .where(
+            _d.c.status == "pending",
+            _d.c.group_name.in_(groups),
+            _d.c.available_at <= now,
+            or_(_d.c.lease_expires_at.is_(None), _d.c.lease_expires_at < now),
+            ~blocked,
+        )
+        .order_by(_d.c.id)
+        .limit(limit)
+    )
+    if dialect == "postgresql":
+        query = query.with_for_update(of=_d, skip_locked=True)
+    ids = list(tx.execute(query).scalars())
+    if not ids:
+        return []
+    tx.execute(
+        update(_d).where(_d.c.id.in_(ids))
+        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease),
+                attempts=_d.c.attempts + 1)
+    )
+    rows = tx.execute(
+        select(_d, entity_changes.c.change_id, entity_changes.c.prev, entity_changes.c.next,
+               entity_changes.c.delta, entity_changes.c.changed_fields,
+               entity_changes.c.actor_type, entity_changes.c.actor_id, entity_changes.c.reason,
+               entity_changes.c.occurred_at, entity_changes.c.seq)
+        .join(entity_changes, entity_changes.c.seq == _d.c.change_seq)
+        .where(_d.c.id.in_(ids))
+        .order_by(_d.c.id)
+    ).all()
+    return [(_delivery_row(r), row_to_change(r)) for r in rows]
+
+
+def _finish(tx: Connection, delivery_id: int, owner: str) -> bool:
+    result = tx.execute(
+        update(_d).where(_d.c.id == delivery_id, _d.c.lease_owner == owner,
+                         _d.c.status == "pending")
+        .values(status="done", finished_at=utcnow(), lease_owner=None, lease_expires_at=None,
+                last_error=None)
+    )
+    return bool(result.rowcount)
+
+
+def _fail(
+    tx: Connection, delivery_id: int, owner: str, error: str, *, max_retries: int,
+    base: float, cap: float,
+) -> str | None:
+    row = tx.execute(
+        select(_d.c.attempts).where(_d.c.id == delivery_id, _d.c.lease_owner == owner,
+                                    _d.c.status == "pending")
+    ).first()
+    if row is None:
+        return None
+    attempts = int(row.attempts)
+    now = utcnow()
+    if attempts > max_retries:
+        tx.execute(update(_d).where(_d.c.id == delivery_id).values(
+            status="dead", finished_at=now, lease_owner=None, lease_expires_at=None,
+            last_error=error))
+        return "dead"
+    backoff = min(cap, base * math.pow(2, attempts - 1))
+    tx.execute(update(_d).where(_d.c.id == delivery_id).values(
+        available_at=now + timedelta(seconds=backoff), lease_owner=None,
+        lease_expires_at=None, last_error=error))
+    return "retry"
+
+
+def _extend(tx: Connection, ids: list[int], owner: str, lease: float) -> None:
+    tx.execute(update(_d).where(_d.c.id.in_(ids), _d.c.lease_owner == owner,
+                                _d.c.status == "pending")
+               .values(lease_expires_at=utcnow() + timedelta(seconds=lease)))
+
+
+def release_leases(tx: Connection, owner: str) -> int:
+    """Hand back every lease `owner` holds (on clean shutdown), so others resume at once."""
+    result = tx.execute(
+        update(_d).where(_d.c.lease_owner == owner, _d.c.status == "pending")
+        .values(lease_owner=None, lease_expires_at=None, attempts=_d.c.attempts - 1)
+    )
+    return int(result.rowcount)
+
+
+def list_deliveries(
+    tx: Connection, *, status: str | None = None, group: str | None = None, limit: int = 100,
+) -> list[DeliveryRow]:
+    """Deliveries newest first, optionally filtered by status and group."""
+    query = select(_d).order_by(_d.c.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(_d.c.status == status)
+    if group is not None:
+        query = query.where(_d.c.group_name == group)
+    return [_delivery_row(r) for r in tx.execute(query).all()]
+
+
+def replay_dead(tx: Connection, delivery_id: int) -> DeliveryRow:
+    """Put a dead-lettered delivery back in the queue with fresh retries."""
+    result = tx.execute(
+        update(_d).where(_d.c.id == delivery_id, _d.c.status == "dead")
+        .values(status="pending", attempts=0, available_at=utcnow(), finished_at=None,
+                lease_owner=None, lease_expires_at=None)
+    )
+    if not result.rowcount:
+        row = tx.execute(select(_d.c.status).where(_d.c.id == delivery_id)).first()
+        found = "does not exist" if row is None else f"has status {row.status!r}"
+        raise DeliveryNotFound(
+            f"delivery {delivery_id} {found}: expected the id of a dead-lettered delivery"
+        )
+    return _delivery_row(tx.execute(select(_d).where(_d.c.id == delivery_id)).one())
+
+
+def pending_count(tx: Connection, groups: list[str]) -> int:
+    """How many deliveries of `groups` are not finished yet."""
+    if not groups:
+        return 0
+    return int(tx.execute(
+        select(func.count()).select_from(_d)
+        .where(_d.c.status == "pending", _d.c.group_name.in_(groups))
+    ).scalar_one())
+
+
+def next_available(tx: Connection, groups: list[str]) -> datetime | None:
+    """When the earliest backing-off delivery of `groups` becomes claimable."""
+    if not groups:
+        return None
+    return as_utc(tx.execute(
+        select(func.min(_d.c.available_at))
+        .where(_d.c.status == "pending", _d.c.group_name.in_(groups))
+    ).scalar())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchSettings:
+    """How the dispatcher claims and retries."""
+
+    lease_seconds: float
+    retry_base_seconds: float
+    retry_max_seconds: float
+    poll_interval: float
+    concurrency: int
+
+
+class Dispatcher:
+    """Claims this instance's work-queue deliveries and runs their handlers."""
+
+    def __init__(
+        self, *, db: Database, registry: Registry, owner: str, settings: DispatchSettings,
+    ) -> None:
+        self._db = db
+        self._registry = registry
+        self._owner = owner
+        self._s = settings
+        self._waker = Waker()
+        self._running: dict[int, DeliveryRow] = {}
+        self._slots = anyio.Semaphore(settings.concurrency)
+        self._idle = anyio.Event()
+
+    def wake(self) -> None:
+        """Claim now rather than at the next interval."""
+        self._waker.set()
+
+    @property
+    def in_flight(self) -> int:
+        """How many deliveries this instance is handling right now."""
+        return len(self._running)
+
+    async def run(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Claim and dispatch forever (until cancelled); handlers run in `task_group`."""
+        heartbeat_every = max(self._s.lease_seconds / 3, 0.05)
+        task_group.start_soon(self._heartbeat, heartbeat_every)
+        while True:
+            groups = self._registry.local_groups()
+            free = self._s.concurrency - len(self._running)
+            claimed: list[tuple[DeliveryRow, EntityChange]] = []
+            if groups and free > 0:
+                try:
+                    claimed = await self._db.run(
+                        _claim_fn, self._db.dialect, groups, self._owner, self._s.lease_seconds,
+                        free,
+                    )
+                except Exception:  # noqa: BLE001 - a database hiccup must not stop delivery
+                    logger.exception("claiming deliveries failed; retrying")
+            for delivery, change in claimed:
+                self._running[delivery.id] = delivery
+                task_group.start_soon(self._handle, delivery, change)
+            if claimed and len(claimed) == free:
+                await anyio.sleep(0)
+                continue
+            await self._waker.wait(await self._next_wait(groups))
+
+    async def _next_wait(self, groups: list[str]) -> float:
+        wait = self._s.poll_interval
+        if groups:
+            try:
+                nxt = await self._db.read(next_available, groups)
+            except Exception:  # noqa: BLE001
+                return wait
+            if nxt is not None:
+                wait = min(wait, max((nxt - utcnow()).total_seconds(), 0.0) + 0.001)
+        return wait
+
+    async def _handle(self, delivery: DeliveryRow, change: EntityChange) -> None:
+        sub = self._registry.work_queue_handler(delivery.group, delivery.kind)
+        try:
+            if sub is None:
+                raise LookupError(
+                    f"no handler for kind {delivery.kind!r} in work-queue group "
+                    f"{delivery.group!r} on this instance"
+                )
+            await sub.handler(change)
+        except Exception as exc:  # noqa: BLE001 - recorded on the delivery row
+            max_retries = sub.delivery.max_retries if sub and isinstance(sub.delivery, WorkQueue) else 0
+            error = f"{type(exc).__name__}: {exc}"
+            outcome = await self._db.run(
+                _fail, delivery.id, self._owner, error[:4000], max_retries=max_retries,
+                base=self._s.retry_base_seconds, cap=self._s.retry_max_seconds,
+            )
+            log = logger.error if outcome == "dead" else logger.warning
+            log("work-queue %s delivery %s (%s:%s) failed (%s): %s", delivery.group, delivery.id,
+                delivery.kind, delivery.entity_id, outcome or "lease lost", error)
+        else:
+            if not await self._db.run(_finish, delivery.id, self._owner):
+                logger.warning("delivery %s finished after its lease was lost; it may run "
+                               "again elsewhere", delivery.id)
+        finally:
+            self._running.pop(delivery.id, None)
+            self.wake()
+
+    async def _heartbeat(self, every: float) -> None:
+        while True:
+            await anyio.sleep(every)
+            ids = list(self._running)
+            if ids:
+                try:
+                    await self._db.run(_extend, ids, self._owner, self._s.lease_seconds)
+                except Exception:  # noqa: BLE001
+                    logger.exception("extending leases failed")
+
+
+def _claim_fn(
+    tx: Connection, dialect: str, groups: list[str], owner: str, lease: float, limit: int,
+) -> list[tuple[DeliveryRow, EntityChange]]:
+    return _claim(tx, dialect=dialect, groups=groups, owner=owner, lease=lease, limit=limit)
+
+
+
+

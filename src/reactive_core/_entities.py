@@ -1,0 +1,352 @@
+"""Entity handles and the one transactional write path (`mutate`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
+
+from ._changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states, value_text
+from ._db import Database, after_commit, entity_lock_key
+from ._errors import InvalidEntityState
+from ._registry import EntityKind, Registry
+from ._schema import entity_changes, entity_deliveries, entity_state, entity_transitions
+
+S = TypeVar("S", bound=BaseModel)
+Apply = Callable[[Connection, Any], Any]
+
+def _state_select(kind: str, ids: list[str]) -> Any:
+    return select(entity_state.c.entity_id, entity_state.c.state).where(
+        entity_state.c.kind == kind, entity_state.c.entity_id.in_(ids)
+    )
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What handles need from their host: the database, the registry, a wake-up."""
+
+    db: Database
+    registry: Registry
+    wake: Callable[[], None]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stored timestamp as aware UTC (SQLite returns naive datetimes)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _invalid(kind: EntityKind, entity_id: str, exc: ValidationError, what: str) -> InvalidEntityState:
+    fields = tuple(".".join(str(p) for p in err["loc"]) or "<state>" for err in exc.errors())
+    details = "; ".join(
+        f"field {'.'.join(str(p) for p in err['loc']) or '<state>'}: {err['msg']} "
+        f"(received {err.get('input')!r})"
+        for err in exc.errors()
+    )
+    return InvalidEntityState(
+        f"{what} of {kind.kind}:{entity_id} is not a valid {kind.state.__name__}: {details}",
+        kind=kind.kind, entity_id=entity_id, fields=fields,
+    )
+
+
+def validate_state(kind: EntityKind, entity_id: str, value: Any, what: str) -> BaseModel:
+    """`value` (a model or a mapping) as an instance of the kind's model, or a clear error."""
+    if isinstance(value, kind.state):
+        return value
+    if isinstance(value, BaseModel):
+        value = value.model_dump(by_alias=True)
+    if not isinstance(value, Mapping):
+        raise InvalidEntityState(
+            f"{what} of {kind.kind}:{entity_id} must be a {kind.state.__name__} or a mapping, "
+            f"received {type(value).__name__}",
+            kind=kind.kind, entity_id=entity_id, fields=("<state>",),
+        )
+    try:
+        return kind.state.model_validate(value)
+    except ValidationError as exc:
+        raise _invalid(kind, entity_id, exc, what) from exc
+
+
+def state_json(state: BaseModel | None) -> dict[str, Any] | None:
+    """The JSON form of a state (aliases applied): what is stored, diffed and delivered."""
+    if state is None:
+        return None
+    return state.model_dump(mode="json", by_alias=True)
+
+
+class EntityHandle(Generic[S]):
+    """Reads and writes the entities of one kind; obtained from `host.entity(kind)`."""
+
+    def __init__(self, kind: EntityKind, runtime: Runtime) -> None:
+        self._kind = kind
+        self._rt = runtime
+
+    @property
+    def kind(self) -> str:
+        """The kind's name."""
+        return self._kind.kind
+
+    @property
+    def model(self) -> type[BaseModel]:
+        """The kind's pydantic state model."""
+        return self._kind.state
+
+    def __repr__(self) -> str:
+        return f"EntityHandle({self._kind.kind!r})"
+
+    # -- reads ----------------------------------------------------------------------
+
+    def get_many_in(self, tx: Connection, ids: Iterable[str]) -> dict[str, S]:
+        """Current states of `ids` inside the unit of work `tx`; absent ids are left out."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        kind = self._kind
+        if kind.read is not None:
+            raw = kind.read(tx, wanted)
+            items: Iterable[tuple[str, Any]] = ((i, raw[i]) for i in wanted if i in raw)
+        else:
+            rows = tx.execute(_state_select(kind.kind, wanted)).all()
+            items = ((row.entity_id, row.state) for row in rows)
+        return {
+            entity_id: validate_state(kind, entity_id, value, "stored state")  # type: ignore[misc]
+            for entity_id, value in items
+        }
+
+    def get_in(self, tx: Connection, entity_id: str) -> S | None:
+        """Current state of one entity inside `tx`, or None when absent."""
+        return self.get_many_in(tx, [entity_id]).get(entity_id)
+
+    async def get(self, entity_id: str) -> S | None:
+        """Current state of one entity, or None when absent."""
+        return await self._rt.db.read(self.get_in, entity_id)
+
+    async def get_many(self, ids: Iterable[str]) -> dict[str, S]:
+        """Current states of several entities by id; absent ids are left out."""
+        return await self._rt.db.read(self.get_many_in, list(ids))
+
+    async def in_state_since(self, entity_id: str, field: str) -> datetime | None:
+        """When `field` took its current value (latest matching transition), else None."""
+        return await self._rt.db.read(self._in_state_since, entity_id, field)
+
+    def _in_state_since(self, tx: Connection, entity_id: str, field: str) -> datetime | None:
+        current = state_json(self.get_in(tx, entity_id))
+        if current is None:
+            return None
+        wanted = value_text(current.get(field))
+        t = entity_transitions
+        value_match = t.c.to_value.is_(None) if wanted is None else t.c.to_value == wanted
+        row = tx.execute(
+            select(t.c.transitioned_at)
+            .where(t.c.kind == self.kind, t.c.entity_id == entity_id, t.c.field == field,
+                   value_match)
+            .order_by(t.c.transitioned_at.desc(), t.c.id.desc())
+            .limit(1)
+        ).first()
+        return as_utc(row.transitioned_at) if row else None
+
+    async def in_state_for(self, entity_id: str, field: str) -> timedelta:
+        """How long `field` has held its current value; zero when unknown."""
+        since = await self.in_state_since(entity_id, field)
+        return max(utcnow() - since, timedelta(0)) if since else timedelta(0)
+
+    async def transition_count(self, entity_id: str, field: str, window: timedelta) -> int:
+        """How many times `field` changed within the last `window`."""
+        t = entity_transitions
+        since = utcnow() - window
+
+        def count(tx: Connection) -> int:
+            return int(tx.execute(
+                select(func.count()).select_from(t).where(
+                    t.c.kind == self.kind, t.c.entity_id == entity_id, t.c.field == field,
+                    t.c.transitioned_at >= since,
+                )
+            ).scalar_one())
+
+        return await self._rt.db.read(count)
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def mutate(
+        self, entity_id: str, apply: Apply, *, actor: Actor | None = None,
+        reason: str | None = None,
+    ) -> S:
+        """Apply `apply(tx, prev) -> next` in one transaction; log and deliver the change."""
+        return await self._rt.db.run(self.mutate_in, entity_id, apply, actor, reason)
+
+    def mutate_in(
+        self, tx: Connection, entity_id: str, apply: Apply, actor: Actor | None = None,
+        reason: str | None = None,
+    ) -> S:
+        """`mutate` joined to the unit of work `tx` that the caller already has open."""
+        return self._write(tx, entity_id, apply, actor, reason, remove=False)  # type: ignore[return-value]
+
+    async def remove(
+        self, entity_id: str, apply: Apply | None = None, *, actor: Actor | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Tombstone the entity (after running the plugin's own `apply(tx, prev)`, if any)."""
+        await self._rt.db.run(self.remove_in, entity_id, apply, actor, reason)
+
+    def remove_in(
+        self, tx: Connection, entity_id: str, apply: Apply | None = None,
+        actor: Actor | None = None, reason: str | None = None,
+    ) -> None:
+        """`remove` joined to the unit of work `tx`."""
+        self._write(tx, entity_id, apply, actor, reason, remove=True)
+
+    def _write(
+        self, tx: Connection, entity_id: str, apply: Apply | None, actor: Actor | None,
+        reason: str | None, *, remove: bool,
+    ) -> BaseModel | None:
+        kind = self._kind
+        if not isinstance(entity_id, str) or not entity_id:
+            raise InvalidEntityState(
+                f"entity id for kind {kind.kind!r} must be a non-empty string, "
+                f"received {entity_id!r}", kind=kind.kind, entity_id=str(entity_id),
+                fields=("<id>",),
+            )
+        db = self._rt.db
+        db.advisory_lock(tx, entity_lock_key(kind.kind, entity_id))
+        prev = self.get_in(tx, entity_id)
+        if remove:
+            if apply is not None:
+                apply(tx, prev)
+            nxt: BaseModel | None = None
+            if kind.read is not None:
+                # A computed kind's removal is the plugin's write; what it leaves is truth.
+                left = self.get_in(tx, entity_id)
+                if left is not None:
+                    raise InvalidEntityState(
+                        f"remove of {kind.kind}:{entity_id}: the plugin's apply left the "
+                        f"entity readable; expected its rows to be gone",
+                        kind=kind.kind, entity_id=entity_id, fields=("<state>",),
+                    )
+        else:
+            raw = apply(tx, prev) if apply is not None else prev
+            if raw is None:
+                raise InvalidEntityState(
+                    f"apply for {kind.kind}:{entity_id} returned None: expected the next "
+                    f"state (use remove() to delete)",
+                    kind=kind.kind, entity_id=entity_id, fields=("<state>",),
+                )
+            nxt = validate_state(kind, entity_id, raw, "next state")
+        prev_json = state_json(prev)
+        next_json = state_json(nxt)
+        delta, changed = diff_states(prev_json, next_json)
+        if prev_json is None and next_json is None:
+            return None
+        if remove:
+            changed = tuple(sorted(prev_json or {}))
+            delta = {}
+        elif not changed and (prev_json is None) == (next_json is None):
+            return nxt
+        now = utcnow()
+        if kind.read is None:
+            if next_json is None:
+                tx.execute(_DELETE_STATE, {"kind": kind.kind, "entity_id": entity_id})
+            elif prev_json is None:
+                tx.execute(_INSERT_STATE, {"kind": kind.kind, "entity_id": entity_id,
+                                           "state": next_json, "updated_at": now})
+            else:
+                tx.execute(_UPDATE_STATE, {"k": kind.kind, "e": entity_id,
+                                           "state": next_json, "updated_at": now})
+        actor = actor or SYSTEM_ACTOR
+        change_id = str(uuid.uuid4())
+        values = {
+            "change_id": change_id, "kind": kind.kind, "entity_id": entity_id,
+            "prev": prev_json, "next": next_json, "delta": delta,
+            "changed_fields": list(changed), "actor_type": actor.type, "actor_id": actor.id,
+            "reason": reason, "occurred_at": now,
+        }
+        if db.dialect == "postgresql":
+            seq = tx.execute(_INSERT_CHANGE_PG, values).scalar_one()
+        else:
+            seq = tx.execute(_INSERT_CHANGE, values).inserted_primary_key[0]
+        before = prev_json or {}
+        after = next_json or {}
+        tx.execute(_INSERT_TRANSITION, [
+            {"change_seq": seq, "kind": kind.kind, "entity_id": entity_id, "field": name,
+             "from_value": value_text(before.get(name)), "to_value": value_text(after.get(name)),
+             "transitioned_at": now}
+            for name in changed
+        ])
+        groups = self._rt.registry.work_queue_groups(kind.kind)
+        if groups:
+            tx.execute(_INSERT_DELIVERY, [
+                {"change_seq": seq, "group_name": group, "kind": kind.kind,
+                 "entity_id": entity_id, "status": "pending", "attempts": 0,
+                 "available_at": now, "created_at": now}
+                for group in groups
+            ])
+        if db.dialect == "postgresql":
+            tx.execute(_NOTIFY)
+        after_commit(tx, self._rt.wake)
+        return nxt
+
+
+_INSERT_STATE = insert(entity_state)
+_UPDATE_STATE = (
+    update(entity_state)
+    .where(entity_state.c.kind == bindparam("k"), entity_state.c.entity_id == bindparam("e"))
+    .values(state=bindparam("state"), updated_at=bindparam("updated_at"))
+)
+_DELETE_STATE = delete(entity_state).where(
+    entity_state.c.kind == bindparam("kind"), entity_state.c.entity_id == bindparam("entity_id")
+)
+_INSERT_CHANGE = insert(entity_changes)
+_INSERT_CHANGE_PG = insert(entity_changes).values(
+    txid=text("pg_current_xact_id()::text::bigint")
+).returning(entity_changes.c.seq)
+_INSERT_TRANSITION = insert(entity_transitions)
+_INSERT_DELIVERY = insert(entity_deliveries)
+_NOTIFY = text("SELECT pg_notify('reactive_changes', '')")
+
+
+def row_to_change(row: Any) -> EntityChange:
+    """An `entity_changes` row as an `EntityChange`."""
+    return EntityChange(
+        change_id=row.change_id, seq=int(row.seq), kind=row.kind, id=row.entity_id,
+        prev=row.prev, next=row.next, delta=row.delta or {},
+        changed_fields=tuple(row.changed_fields or ()),
+        actor=Actor(row.actor_type, row.actor_id), occurred_at=as_utc(row.occurred_at),  # type: ignore[arg-type]
+        reason=row.reason,
+    )
+
+
+async def with_entity_write(
+    handle: EntityHandle[Any] | None, entity_id: str, apply: Callable[[], Any] | Apply,
+    **kwargs: Any,
+) -> Any:
+    """Write through `handle` when there is one, else just run `apply`.
+
+    Lets plugin code that may run without a host (scripts, tests) share one code path.
+    With a handle, `apply(tx, prev)` runs inside `mutate`; without one it is called as
+    `apply(None, None)`.
+    """
+    if handle is None:
+        return apply(None, None)  # type: ignore[call-arg]
+    return await handle.mutate(entity_id, apply, **kwargs)  # type: ignore[arg-type]
+
+
+async def with_entity_remove(
+    handle: EntityHandle[Any] | None, entity_id: str, apply: Apply | None = None,
+    **kwargs: Any,
+) -> None:
+    """Remove through `handle` when there is one, else just run `apply` (if any)."""
+    if handle is None:
+        if apply is not None:
+            apply(None, None)
+        return
+    await handle.remove(entity_id, apply, **kwargs)

@@ -1,0 +1,117 @@
+"""Building the plugin manager: explicit plugins, entry points, allow and deny lists."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from ._errors import ConfigError, PluginLoadError, ReactiveCoreError, RegistryError
+from ._registry import Registry
+
+ENTRY_POINT_GROUP = "reactive_core"
+
+
+def _names(variable: str) -> set[str] | None:
+    raw = os.environ.get(variable)
+    if raw is None or not raw.strip():
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def plugin_name(plugin: object) -> str:
+    """The name a plugin object is registered under."""
+    explicit = getattr(plugin, "name", None)
+    if isinstance(explicit, str) and explicit:
+        return explicit
+    if isinstance(plugin, type) or hasattr(plugin, "__file__"):
+        return getattr(plugin, "__name__", repr(plugin))
+    return type(plugin).__name__
+
+
+def make_plugin_manager(
+    plugins: Sequence[object], *, entry_points: bool
+) -> pluggy.PluginManager:
+    """A plugin manager with the hookspecs, `plugins` and (optionally) entry-point plugins.
+
+    `REACTIVE_PLUGINS` (comma-separated names) allow-lists entry-point plugins,
+    `REACTIVE_DISABLE_PLUGINS` deny-lists them; explicitly passed plugins are always
+    loaded. A plugin that fails to import is reported by name and stops the host,
+    unless it is disabled.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for plugin in plugins:
+        _register(pm, plugin, plugin_name(plugin))
+    if entry_points:
+        allow = _names("REACTIVE_PLUGINS")
+        deny = _names("REACTIVE_DISABLE_PLUGINS") or set()
+        found = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        if allow is not None:
+            missing = allow - {ep.name for ep in found}
+            if missing:
+                raise ConfigError(
+                    f"REACTIVE_PLUGINS names {', '.join(sorted(missing))}, which no installed "
+                    f"package provides: expected some of "
+                    f"{', '.join(sorted(ep.name for ep in found)) or 'none installed'}"
+                )
+        for ep in found:
+            if ep.name in deny or (allow is not None and ep.name not in allow):
+                continue
+            if pm.has_plugin(ep.name):
+                continue
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                raise PluginLoadError(
+                    f"plugin {ep.name!r} (entry point {ep.value!r}) failed to import: "
+                    f"{type(exc).__name__}: {exc}. Fix it, or disable it with "
+                    f"REACTIVE_DISABLE_PLUGINS={ep.name}"
+                ) from exc
+            _register(pm, obj, ep.name)
+    return pm
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    if pm.has_plugin(name) or pm.is_registered(plugin):
+        return
+    try:
+        pm.register(plugin, name=name)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        pm.unregister(name=name)
+        raise PluginLoadError(f"plugin {name!r} is invalid: {exc}") from exc
+
+
+def run_register(pm: pluggy.PluginManager, registry: Registry) -> None:
+    """Call every plugin's `reactive_register` in turn, attributing errors to the plugin."""
+    for impl in reversed(pm.hook.reactive_register.get_hookimpls()):
+        registry.current_plugin = impl.plugin_name
+        try:
+            impl.function(registry=registry)
+        except RegistryError as exc:
+            raise type(exc)(f"plugin {impl.plugin_name!r}: {exc}") from exc
+        except ReactiveCoreError:
+            raise
+        except Exception as exc:
+            raise PluginLoadError(
+                f"plugin {impl.plugin_name!r} failed in reactive_register: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            registry.current_plugin = None
+    registry.finalize()
+
+
+def plugin_names(pm: pluggy.PluginManager) -> list[str]:
+    """Names of the registered plugins, in registration order."""
+    return [name for name, _ in pm.list_name_plugin()]
+
+
+def hook_results(results: Iterable[Any]) -> list[Any]:
+    """Results of a hook call with the None entries dropped."""
+    return [r for r in results if r is not None]

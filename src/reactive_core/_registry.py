@@ -1,0 +1,411 @@
+"""What plugins declare: tables, entity kinds, derivers, subscriptions, jobs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
+from sqlalchemy import MetaData
+
+from ._changes import EntityChange
+from ._errors import DuplicateRegistration, RegistryError, UnknownEntityKind
+from ._schedule import Schedule, parse_schedule
+from ._schema import CORE_TABLES
+
+if TYPE_CHECKING:
+    from ._host import Host
+
+logger = logging.getLogger("reactive_core.registry")
+
+NonReactiveReason = Literal["raw-sample", "sensitive", "externally-owned", "bookkeeping"]
+NON_REACTIVE_REASONS: tuple[str, ...] = ("raw-sample", "sensitive", "externally-owned", "bookkeeping")
+
+Deriver = Callable[[EntityChange], list[str]]
+PayloadMapper = Callable[[EntityChange], dict[str, Any]]
+ChangeHandler = Callable[[EntityChange], Awaitable[None]]
+ReadFn = Callable[[Any, list[str]], Mapping[str, Any]]
+JobFn = Callable[["Host", datetime], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Delivery to every running host instance (each calls the handler once per change)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkQueue:
+    """Delivery to exactly one instance per `group`, in per-entity order, with retries.
+
+    A delivery whose handler fails is retried with exponential backoff; after
+    `max_retries` retries it is dead-lettered (listable, replayable).
+    """
+
+    group: str
+    max_retries: int = 5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.group, str) or not self.group.strip():
+            raise RegistryError(
+                f"WorkQueue group must be a non-empty string, received {self.group!r}"
+            )
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise RegistryError(
+                f"WorkQueue({self.group!r}) max_retries must be an integer >= 0, "
+                f"received {self.max_retries!r}"
+            )
+
+
+Delivery = Broadcast | WorkQueue
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntityKind:
+    """A declared kind: its state model and, for computed kinds, the `read` function."""
+
+    kind: str
+    state: type[BaseModel]
+    read: ReadFn | None
+    tables: tuple[str, ...]
+    plugin: str | None
+
+    @property
+    def computed(self) -> bool:
+        """True for plugin-backed kinds whose state the plugin's own tables hold."""
+        return self.read is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subscription:
+    """One `on_entity_changed` registration."""
+
+    kind: str
+    handler: ChangeHandler
+    delivery: Delivery
+    plugin: str | None
+
+    @property
+    def name(self) -> str:
+        """A readable name for logs: the handler's qualified name."""
+        return getattr(self.handler, "__qualname__", repr(self.handler))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NonReactiveDeclaration:
+    """A plugin table that deliberately does not back an entity kind."""
+
+    table: str
+    reason: str
+    note: str
+    plugin: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A scheduled job: runs once per cluster per slot of its schedule."""
+
+    name: str
+    fn: JobFn
+    schedule: Schedule
+    plugin: str | None
+
+
+@dataclass(slots=True)
+class _Derivation:
+    derivers: list[Deriver] = field(default_factory=list)
+    payload: PayloadMapper | None = None
+
+
+def _check_kind(kind: object, what: str) -> str:
+    if not isinstance(kind, str) or not kind.strip():
+        raise RegistryError(f"{what}: kind must be a non-empty string, received {kind!r}")
+    return kind
+
+
+class Registry:
+    """Collects what plugins declare in `reactive_register`; owned by the `Host`."""
+
+    def __init__(self) -> None:
+        self.current_plugin: str | None = None
+        self._kinds: dict[str, EntityKind] = {}
+        self._metadatas: list[MetaData] = []
+        self._table_owner: dict[str, str | None] = {}
+        self._derivations: dict[str, _Derivation] = {}
+        self._subscriptions: list[Subscription] = []
+        self._declarations: dict[str, NonReactiveDeclaration] = {}
+        self._jobs: dict[str, Job] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    # -- declarations ---------------------------------------------------------------
+
+    def add_tables(self, metadata: MetaData) -> None:
+        """Add a plugin's SQLAlchemy `MetaData`; its tables are created at startup."""
+        if not isinstance(metadata, MetaData):
+            raise RegistryError(
+                f"add_tables expects a sqlalchemy.MetaData, received {type(metadata).__name__}"
+            )
+        if any(md is metadata for md in self._metadatas):
+            return
+        for name in metadata.tables:
+            if name in CORE_TABLES or name in self._table_owner:
+                owner = "reactive_core" if name in CORE_TABLES else self._table_owner[name]
+                raise DuplicateRegistration(
+                    f"table {name!r} added by plugin {self.current_plugin!r} is already "
+                    f"defined by {owner!r}: expected a table name unique across plugins"
+                )
+        for name in metadata.tables:
+            self._table_owner[name] = self.current_plugin
+        self._metadatas.append(metadata)
+
+    def define_entity(
+        self,
+        kind: str,
+        *,
+        state: type[BaseModel],
+        read: ReadFn | None = None,
+        tables: Iterable[str] = (),
+    ) -> None:
+        """Declare an entity kind: store-backed without `read`, computed with it.
+
+        `tables` names the plugin tables a computed kind is assembled from, so that
+        `reactive doctor` knows they are reactive.
+        """
+        _check_kind(kind, "define_entity")
+        if not (isinstance(state, type) and issubclass(state, BaseModel)):
+            raise RegistryError(
+                f"define_entity({kind!r}): state must be a pydantic BaseModel subclass, "
+                f"received {state!r}"
+            )
+        if read is not None and not callable(read):
+            raise RegistryError(
+                f"define_entity({kind!r}): read must be callable (tx, ids) -> mapping, "
+                f"received {read!r}"
+            )
+        if kind in self._kinds:
+            raise DuplicateRegistration(
+                f"entity kind {kind!r} defined by plugin {self.current_plugin!r} is already "
+                f"defined by plugin {self._kinds[kind].plugin!r}: expected unique kind names"
+            )
+        self._kinds[kind] = EntityKind(
+            kind=kind, state=state, read=read, tables=tuple(tables), plugin=self.current_plugin
+        )
+
+    def register_change_deriver(
+        self, kind: str, derive: Deriver, to_payload: PayloadMapper | None = None
+    ) -> None:
+        """Add a pure `derive(change) -> [trigger ids]` for `kind`, and optionally its payload."""
+        _check_kind(kind, "register_change_deriver")
+        if not callable(derive):
+            raise RegistryError(
+                f"register_change_deriver({kind!r}): derive must be callable, received {derive!r}"
+            )
+        derivation = self._derivations.setdefault(kind, _Derivation())
+        if to_payload is not None:
+            if derivation.payload is not None and derivation.payload is not to_payload:
+                raise DuplicateRegistration(
+                    f"register_change_deriver({kind!r}): a payload mapper "
+                    f"{_name(derivation.payload)} is already registered, received another "
+                    f"({_name(to_payload)}): expected at most one per kind"
+                )
+            derivation.payload = to_payload
+        derivation.derivers.append(derive)
+
+    def on_entity_changed(
+        self, kind: str, handler: ChangeHandler, delivery: Delivery | None = None
+    ) -> Callable[[], None]:
+        """Subscribe `async handler(change)` to changes of `kind`; returns an unsubscribe."""
+        _check_kind(kind, "on_entity_changed")
+        delivery = Broadcast() if delivery is None else delivery
+        if not callable(handler):
+            raise RegistryError(
+                f"on_entity_changed({kind!r}): handler must be an async callable, "
+                f"received {handler!r}"
+            )
+        if not isinstance(delivery, (Broadcast, WorkQueue)):
+            raise RegistryError(
+                f"on_entity_changed({kind!r}): delivery must be Broadcast() or "
+                f"WorkQueue(group), received {delivery!r}"
+            )
+        if isinstance(delivery, WorkQueue):
+            for sub in self._subscriptions:
+                if (isinstance(sub.delivery, WorkQueue) and sub.kind == kind
+                        and sub.delivery.group == delivery.group):
+                    raise DuplicateRegistration(
+                        f"work-queue group {delivery.group!r} already handles kind {kind!r} "
+                        f"with {sub.name}: expected one handler per (group, kind)"
+                    )
+        sub = Subscription(kind=kind, handler=handler, delivery=delivery, plugin=self.current_plugin)
+        self._subscriptions.append(sub)
+        self._changed()
+
+        def unsubscribe() -> None:
+            if sub in self._subscriptions:
+                self._subscriptions.remove(sub)
+                self._changed()
+
+        return unsubscribe
+
+    def declare_non_reactive_state(self, table: str, reason: NonReactiveReason, note: str) -> None:
+        """Declare that plugin table `table` deliberately backs no entity kind, and why."""
+        if reason not in NON_REACTIVE_REASONS:
+            raise RegistryError(
+                f"declare_non_reactive_state({table!r}): reason must be one of "
+                f"{', '.join(NON_REACTIVE_REASONS)}, received {reason!r}"
+            )
+        if not isinstance(note, str) or not note.strip():
+            raise RegistryError(
+                f"declare_non_reactive_state({table!r}): note must explain why, received {note!r}"
+            )
+        self._declarations[table] = NonReactiveDeclaration(
+            table=table, reason=reason, note=note, plugin=self.current_plugin
+        )
+
+    def add_job(
+        self,
+        name: str,
+        fn: JobFn,
+        *,
+        every: float | timedelta | None = None,
+        cron: str | None = None,
+    ) -> None:
+        """Schedule `async fn(host, slot)` to run once per cluster per slot."""
+        if not isinstance(name, str) or not name.strip():
+            raise RegistryError(f"add_job: name must be a non-empty string, received {name!r}")
+        if name in self._jobs:
+            raise DuplicateRegistration(
+                f"job {name!r} added by plugin {self.current_plugin!r} is already added by "
+                f"plugin {self._jobs[name].plugin!r}: expected unique job names"
+            )
+        try:
+            schedule = parse_schedule(every=every, cron=cron)
+        except ValueError as exc:
+            raise RegistryError(f"add_job({name!r}): {exc}") from exc
+        self._jobs[name] = Job(name=name, fn=fn, schedule=schedule, plugin=self.current_plugin)
+
+    # -- lookups --------------------------------------------------------------------
+
+    @property
+    def metadatas(self) -> tuple[MetaData, ...]:
+        """Every plugin MetaData, in the order added."""
+        return tuple(self._metadatas)
+
+    @property
+    def kinds(self) -> Mapping[str, EntityKind]:
+        """Declared kinds by name."""
+        return self._kinds
+
+    @property
+    def jobs(self) -> Mapping[str, Job]:
+        """Declared jobs by name."""
+        return self._jobs
+
+    @property
+    def declarations(self) -> Mapping[str, NonReactiveDeclaration]:
+        """Non-reactive table declarations by table name."""
+        return self._declarations
+
+    @property
+    def table_owners(self) -> Mapping[str, str | None]:
+        """Which plugin added each plugin table."""
+        return self._table_owner
+
+    def kind(self, kind: str) -> EntityKind:
+        """The declared kind named `kind`, or `UnknownEntityKind`."""
+        try:
+            return self._kinds[kind]
+        except KeyError:
+            known = ", ".join(sorted(self._kinds)) or "none"
+            raise UnknownEntityKind(
+                f"unknown entity kind {kind!r}: expected one of the declared kinds ({known})"
+            ) from None
+
+    def subscriptions(self, kind: str | None = None) -> list[Subscription]:
+        """Current subscriptions, optionally only those of `kind`."""
+        return [s for s in self._subscriptions if kind is None or s.kind == kind]
+
+    def work_queue_groups(self, kind: str) -> list[str]:
+        """The work-queue groups subscribed to `kind` (one delivery row each per change)."""
+        groups: list[str] = []
+        for sub in self._subscriptions:
+            if sub.kind == kind and isinstance(sub.delivery, WorkQueue):
+                if sub.delivery.group not in groups:
+                    groups.append(sub.delivery.group)
+        return groups
+
+    def work_queue_handler(self, group: str, kind: str) -> Subscription | None:
+        """The subscription that handles `kind` for work-queue `group` here, if any."""
+        for sub in self._subscriptions:
+            if (sub.kind == kind and isinstance(sub.delivery, WorkQueue)
+                    and sub.delivery.group == group):
+                return sub
+        return None
+
+    def local_groups(self) -> list[str]:
+        """Work-queue groups this instance has handlers for."""
+        return sorted({s.delivery.group for s in self._subscriptions
+                       if isinstance(s.delivery, WorkQueue)})
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever subscriptions change (the dispatcher re-reads groups)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    # -- derivation -----------------------------------------------------------------
+
+    def derive_triggers(self, change: EntityChange) -> list[str]:
+        """Union of every deriver's trigger ids for `change`, de-duplicated in order.
+
+        A deriver that raises is logged and skipped; the others still count.
+        """
+        derivation = self._derivations.get(change.kind)
+        if derivation is None:
+            return []
+        seen: dict[str, None] = {}
+        for derive in derivation.derivers:
+            try:
+                triggers = derive(change)
+            except Exception:  # noqa: BLE001 - one deriver must not hide the others
+                logger.exception(
+                    "deriver %s failed for %s:%s (change %s)",
+                    _name(derive), change.kind, change.id, change.change_id,
+                )
+                continue
+            for trigger in triggers or ():
+                seen.setdefault(trigger, None)
+        return list(seen)
+
+    def trigger_payload(self, change: EntityChange) -> dict[str, Any]:
+        """The automation payload of `change`: the kind's mapper, else the default form."""
+        derivation = self._derivations.get(change.kind)
+        if derivation is not None and derivation.payload is not None:
+            return derivation.payload(change)
+        return {
+            "kind": change.kind,
+            "id": change.id,
+            "prev": change.prev,
+            "next": change.next,
+            "delta": change.delta,
+            "changed_fields": list(change.changed_fields),
+            **(change.next or {}),
+        }
+
+    def finalize(self) -> None:
+        """Check cross-plugin references once every plugin registered."""
+        for kind in self._derivations:
+            if kind not in self._kinds:
+                logger.warning("a change deriver is registered for kind %r that no plugin "
+                               "defines; it will never run", kind)
+        for sub in self._subscriptions:
+            if sub.kind not in self._kinds:
+                logger.warning("subscription %s is for kind %r that no plugin defines; it "
+                               "will never run", sub.name, sub.kind)
+
+
+def _name(fn: object) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
