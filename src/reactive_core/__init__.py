@@ -8,8 +8,11 @@ work queue) — all in the transaction of the plugin's own write.
 
 from __future__ import annotations
 
+from ._cache import CacheEntry, CacheStore, MemoryCacheStore, ReadThroughCache
 from ._changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states
+from ._config import ConfigItemError, apply_config_file, apply_config_text
 from ._db import Database, after_commit
+from ._doctor import DoctorReport, TableFinding, doctor
 from ._delivery import DeliveryRow
 from ._entities import EntityHandle, with_entity_remove, with_entity_write
 from ._errors import (
@@ -23,32 +26,43 @@ from ._errors import (
     UnknownEntityKind,
 )
 from ._host import Host, HostConfig, Transition
-from ._registry import Broadcast, Registry, WorkQueue
+from ._registry import Broadcast, EntityKind, Registry, WorkQueue
 from .hookspecs import hookimpl, hookspec
 
 __all__ = [
-    "SYSTEM_ACTOR",
     "Actor",
     "Broadcast",
+    "CacheEntry",
+    "CacheStore",
     "ConfigError",
+    "ConfigItemError",
     "Database",
     "DeliveryNotFound",
     "DeliveryRow",
+    "DoctorReport",
     "DuplicateRegistration",
     "EntityChange",
     "EntityHandle",
+    "EntityKind",
     "Host",
     "HostConfig",
     "InvalidEntityState",
+    "MemoryCacheStore",
     "PluginLoadError",
     "ReactiveCoreError",
+    "ReadThroughCache",
     "Registry",
     "RegistryError",
+    "SYSTEM_ACTOR",
+    "TableFinding",
     "Transition",
     "UnknownEntityKind",
     "WorkQueue",
     "after_commit",
+    "apply_config_file",
+    "apply_config_text",
     "diff_states",
+    "doctor",
     "hookimpl",
     "hookspec",
     "with_entity_remove",

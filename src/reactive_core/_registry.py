@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import MetaData
 
 from ._changes import EntityChange
+from ._config import ConfigSection, SectionApply
 from ._errors import DuplicateRegistration, RegistryError, UnknownEntityKind
 from ._schedule import Schedule, parse_schedule
 from ._schema import CORE_TABLES
@@ -138,6 +139,7 @@ class Registry:
         self._declarations: dict[str, NonReactiveDeclaration] = {}
         self._jobs: dict[str, Job] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._config_sections: dict[str, ConfigSection] = {}
 
     # -- declarations ---------------------------------------------------------------
 
@@ -285,12 +287,43 @@ class Registry:
             raise RegistryError(f"add_job({name!r}): {exc}") from exc
         self._jobs[name] = Job(name=name, fn=fn, schedule=schedule, plugin=self.current_plugin)
 
+    def add_config_section(
+        self, key: str, model: type[BaseModel], apply: SectionApply, *, order: int = 100,
+    ) -> None:
+        """Accept top-level `key` in config files: a list of `model` items.
+
+        `apply(tx, host, items) -> [lines describing what changed]` runs inside the one
+        transaction of `reactive apply`; it must be idempotent (unchanged items change
+        nothing) and may raise `ConfigItemError(index, message)`. Sections apply in
+        ascending `order` (systems before dependencies before checks, …).
+        """
+        if not isinstance(key, str) or not key.strip():
+            raise RegistryError(f"add_config_section: key must be a non-empty string, received {key!r}")
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise RegistryError(
+                f"add_config_section({key!r}): model must be a pydantic BaseModel subclass, "
+                f"received {model!r}"
+            )
+        if key in self._config_sections:
+            raise DuplicateRegistration(
+                f"config section {key!r} added by plugin {self.current_plugin!r} is already "
+                f"added by plugin {self._config_sections[key].plugin!r}"
+            )
+        self._config_sections[key] = ConfigSection(
+            key=key, model=model, apply=apply, order=order, plugin=self.current_plugin
+        )
+
     # -- lookups --------------------------------------------------------------------
 
     @property
     def metadatas(self) -> tuple[MetaData, ...]:
         """Every plugin MetaData, in the order added."""
         return tuple(self._metadatas)
+
+    @property
+    def config_sections(self) -> Mapping[str, ConfigSection]:
+        """Config file sections by key."""
+        return self._config_sections
 
     @property
     def kinds(self) -> Mapping[str, EntityKind]:
