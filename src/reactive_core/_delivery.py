@@ -254,7 +254,7 @@ def _finish(tx: Connection, delivery_id: int, owner: str) -> bool:
 
 
 def _fail(
-    tx: Connection, delivery_id: int, owner: str, error: str, *, max_retries: int,
+    tx: Connection, delivery_id: int, owner: str, error: str, max_retries: int,
     base: float, cap: float,
 ) -> str | None:
     row = tx.execute(
@@ -411,6 +411,15 @@ class Dispatcher:
         return wait
 
     async def _handle(self, delivery: DeliveryRow, change: EntityChange) -> None:
+        try:
+            await self._handle_one(delivery, change)
+        except Exception:  # noqa: BLE001 - the lease expires and the row is retried
+            logger.exception("recording the outcome of delivery %s failed", delivery.id)
+        finally:
+            self._running.pop(delivery.id, None)
+            self.wake()
+
+    async def _handle_one(self, delivery: DeliveryRow, change: EntityChange) -> None:
         sub = self._registry.work_queue_handler(delivery.group, delivery.kind)
         try:
             if sub is None:
@@ -420,22 +429,20 @@ class Dispatcher:
                 )
             await sub.handler(change)
         except Exception as exc:  # noqa: BLE001 - recorded on the delivery row
-            max_retries = sub.delivery.max_retries if sub and isinstance(sub.delivery, WorkQueue) else 0
+            max_retries = (sub.delivery.max_retries
+                           if sub is not None and isinstance(sub.delivery, WorkQueue) else 0)
             error = f"{type(exc).__name__}: {exc}"
             outcome = await self._db.run(
-                _fail, delivery.id, self._owner, error[:4000], max_retries=max_retries,
-                base=self._s.retry_base_seconds, cap=self._s.retry_max_seconds,
+                _fail, delivery.id, self._owner, error[:4000], max_retries,
+                self._s.retry_base_seconds, self._s.retry_max_seconds,
             )
             log = logger.error if outcome == "dead" else logger.warning
             log("work-queue %s delivery %s (%s:%s) failed (%s): %s", delivery.group, delivery.id,
                 delivery.kind, delivery.entity_id, outcome or "lease lost", error)
-        else:
-            if not await self._db.run(_finish, delivery.id, self._owner):
-                logger.warning("delivery %s finished after its lease was lost; it may run "
-                               "again elsewhere", delivery.id)
-        finally:
-            self._running.pop(delivery.id, None)
-            self.wake()
+            return
+        if not await self._db.run(_finish, delivery.id, self._owner):
+            logger.warning("delivery %s finished after its lease was lost; it may run "
+                           "again elsewhere", delivery.id)
 
     async def _heartbeat(self, every: float) -> None:
         while True:

@@ -1,0 +1,85 @@
+"""Small plugins the core tests share: a store-backed kind and a computed one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from reactive_core import hookimpl
+
+
+class Counter(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    n: int = Field(ge=0)
+    label: str | None = None
+    tags: dict[str, Any] = {}
+
+
+class Widget(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    color: str
+    size: int = Field(ge=0)
+
+
+widget_metadata = MetaData()
+widgets = Table(
+    "test_widgets",
+    widget_metadata,
+    Column("id", String(100), primary_key=True),
+    Column("color", String(50), nullable=False),
+    Column("size", Integer, nullable=False),
+)
+
+
+def read_widgets(tx: Connection, ids: list[str]) -> Mapping[str, Any]:
+    rows = tx.execute(select(widgets).where(widgets.c.id.in_(ids))).all()
+    return {row.id: {"color": row.color, "size": row.size} for row in rows}
+
+
+def write_widget(tx: Connection, widget_id: str, color: str, size: int) -> None:
+    dialect = tx.dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(widgets).values(id=widget_id, color=color, size=size)
+    tx.execute(stmt.on_conflict_do_update(index_elements=[widgets.c.id],
+                                          set_={"color": color, "size": size}))
+
+
+def delete_widget(tx: Connection, widget_id: str) -> None:
+    tx.execute(delete(widgets).where(widgets.c.id == widget_id))
+
+
+def increment(tx: Connection, prev: Counter | None) -> Counter:
+    return Counter(n=(prev.n if prev else 0) + 1, label=prev.label if prev else None)
+
+
+class CorePlugin:
+    """Defines `counter` (store-backed) and `widget` (computed from test_widgets)."""
+
+    name = "core-test"
+
+    @hookimpl
+    def reactive_register(self, registry: Any) -> None:
+        registry.add_tables(widget_metadata)
+        registry.define_entity("counter", state=Counter)
+        registry.define_entity("widget", state=Widget, read=read_widgets, tables=["test_widgets"])
+
+
+class SubscriberPlugin:
+    """Subscribes one handler to one kind (broadcast or work queue)."""
+
+    def __init__(self, kind: str, handler: Any, delivery: Any = None, name: str = "sub") -> None:
+        self.kind = kind
+        self.handler = handler
+        self.delivery = delivery
+        self.name = name
+
+    @hookimpl
+    def reactive_register(self, registry: Any) -> None:
+        registry.on_entity_changed(self.kind, self.handler, delivery=self.delivery)

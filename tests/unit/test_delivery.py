@@ -1,0 +1,171 @@
+"""Broadcast and work-queue delivery on SQLite: isolation, order, retries, dead letters."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from plugins_for_tests import CorePlugin, SubscriberPlugin, increment
+from reactive_core import (
+    Broadcast,
+    DeliveryNotFound,
+    EntityChange,
+    Host,
+    WorkQueue,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def make_host(url: str, *plugins: object, **config: object) -> Host:
+    settings = {"poll_interval": 0.05, "retry_base_seconds": 0.01, "run_jobs": False, **config}
+    return Host(database_url=url, plugins=[CorePlugin(), *plugins], entry_points=False,
+                config=settings)
+
+
+async def test_broadcast_handlers_see_every_change_and_failures_are_isolated(
+    sqlite_url: str,
+) -> None:
+    good: list[int] = []
+
+    async def failing(change: EntityChange) -> None:
+        raise RuntimeError("handler bug")
+
+    async def recording(change: EntityChange) -> None:
+        good.append(change.seq)
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", failing, name="a"),
+                         SubscriberPlugin("counter", recording, Broadcast(), name="b")) as host:
+        for i in range(5):
+            await host.entity("counter").mutate(f"c{i % 2}", increment)
+        await host.drain()
+        assert good == [c.seq for c in await host.changes()]
+
+
+async def test_changes_before_start_are_not_broadcast(sqlite_url: str) -> None:
+    async with make_host(sqlite_url) as host:
+        await host.entity("counter").mutate("old", increment)
+    seen: list[str] = []
+
+    async def record(change: EntityChange) -> None:
+        seen.append(change.id)
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", record)) as host:
+        await host.entity("counter").mutate("new", increment)
+        await host.drain()
+    assert seen == ["new"]
+
+
+async def test_work_queue_retries_then_dead_letters_then_replays(sqlite_url: str) -> None:
+    attempts: list[str] = []
+    healthy = False
+
+    async def flaky(change: EntityChange) -> None:
+        attempts.append(change.change_id)
+        if not healthy:
+            raise ValueError(f"cannot handle {change.id}")
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", flaky, WorkQueue("g", max_retries=2))) as host:
+        await host.entity("counter").mutate("x", increment)
+        await host.drain()
+        assert len(attempts) == 3
+        dead = await host.deliveries(dead=True)
+        assert len(dead) == 1
+        assert dead[0].status == "dead" and dead[0].attempts == 3
+        assert dead[0].last_error == "ValueError: cannot handle x"
+        healthy = True
+        replayed = await host.replay(dead[0].id)
+        assert replayed.status == "pending" and replayed.attempts == 0
+        await host.drain()
+        assert len(attempts) == 4
+        (row,) = await host.deliveries()
+        assert row.status == "done" and row.attempts == 1
+        with pytest.raises(DeliveryNotFound, match="has status 'done'"):
+            await host.replay(row.id)
+        with pytest.raises(DeliveryNotFound, match="does not exist"):
+            await host.replay(9999)
+
+
+async def test_work_queue_keeps_per_entity_order_under_retries(sqlite_url: str) -> None:
+    handled: list[tuple[str, int]] = []
+    failures = {"a": 2}
+
+    async def handler(change: EntityChange) -> None:
+        if failures.get(change.id, 0) > 0 and change.next and change.next["n"] == 1:
+            failures[change.id] -= 1
+            raise RuntimeError("transient")
+        await anyio.sleep(0.001 * (hash(change.change_id) % 5))
+        handled.append((change.id, change.next["n"] if change.next else -1))
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", handler, WorkQueue("g"))) as host:
+        async with anyio.create_task_group() as tg:
+            for entity in ("a", "b", "c"):
+                async def bump(entity: str = entity) -> None:
+                    for _ in range(5):
+                        await host.entity("counter").mutate(entity, increment)
+                tg.start_soon(bump)
+        await host.drain()
+    for entity in ("a", "b", "c"):
+        assert [n for e, n in handled if e == entity] == [1, 2, 3, 4, 5]
+
+
+async def test_every_group_gets_one_delivery_and_unsubscribe_stops_local_handling(
+    sqlite_url: str,
+) -> None:
+    got: dict[str, list[int]] = {"one": [], "two": []}
+
+    async def one(change: EntityChange) -> None:
+        got["one"].append(change.seq)
+
+    async def two(change: EntityChange) -> None:
+        got["two"].append(change.seq)
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", one, WorkQueue("one"), name="1"),
+                         SubscriberPlugin("counter", two, WorkQueue("two"), name="2")) as host:
+        await host.entity("counter").mutate("a", increment)
+        await host.drain()
+        assert len(got["one"]) == len(got["two"]) == 1
+        assert {d.group for d in await host.deliveries()} == {"one", "two"}
+
+        unsubscribe = host.registry.on_entity_changed("counter", one, delivery=Broadcast())
+        unsubscribe()
+        await host.entity("counter").mutate("a", increment)
+        await host.drain()
+        assert len(got["one"]) == 2
+
+
+async def test_cascading_mutations_are_drained(sqlite_url: str) -> None:
+    host_ref: list[Host] = []
+
+    async def cascade(change: EntityChange) -> None:
+        if change.id == "first":
+            await host_ref[0].entity("counter").mutate("second", increment)
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", cascade, WorkQueue("c"))) as host:
+        host_ref.append(host)
+        await host.entity("counter").mutate("first", increment)
+        await host.drain()
+        assert [c.id for c in await host.changes()] == ["first", "second"]
+        assert all(d.status == "done" for d in await host.deliveries())
+
+
+async def test_clean_shutdown_hands_back_leases(sqlite_url: str) -> None:
+    started = anyio.Event()
+
+    async def hang(change: EntityChange) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", hang, WorkQueue("g"))) as host:
+        await host.entity("counter").mutate("a", increment)
+        with anyio.fail_after(5):
+            await started.wait()
+    finished: list[str] = []
+
+    async def finish(change: EntityChange) -> None:
+        finished.append(change.id)
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", finish, WorkQueue("g"))) as host:
+        await host.drain()
+        (row,) = await host.deliveries()
+        assert finished == ["a"] and row.status == "done" and row.attempts == 1

@@ -1,0 +1,250 @@
+"""The write path on SQLite: diffs, no-ops, tombstones, rollback, validation, reads."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import anyio
+import pytest
+from sqlalchemy import func, select
+
+from plugins_for_tests import (
+    Counter,
+    CorePlugin,
+    SubscriberPlugin,
+    Widget,
+    delete_widget,
+    increment,
+    widgets,
+    write_widget,
+)
+from reactive_core import (
+    Actor,
+    Host,
+    InvalidEntityState,
+    UnknownEntityKind,
+    WorkQueue,
+)
+from reactive_core._schema import entity_changes, entity_deliveries, entity_transitions
+
+pytestmark = pytest.mark.anyio
+
+
+def make_host(url: str, *plugins: object) -> Host:
+    return Host(database_url=url, plugins=[CorePlugin(), *plugins], entry_points=False,
+                config={"poll_interval": 0.05, "retry_base_seconds": 0.01, "run_jobs": False})
+
+
+async def counts(host: Host) -> tuple[int, int, int]:
+    def read(tx):  # type: ignore[no-untyped-def]
+        return tuple(
+            tx.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (entity_changes, entity_transitions, entity_deliveries)
+        )
+    return await host.db.read(read)
+
+
+async def test_store_backed_create_update_noop_remove(sqlite_url: str) -> None:
+    async with make_host(sqlite_url) as host:
+        counters = host.entity("counter")
+        seen_prev: list[Counter | None] = []
+
+        def set_state(state: dict):  # type: ignore[no-untyped-def]
+            def apply(tx, prev):  # type: ignore[no-untyped-def]
+                seen_prev.append(prev)
+                return state
+            return apply
+
+        created = await counters.mutate("a", set_state({"n": 1, "tags": {"x": 1, "y": 2}}),
+                                        actor=Actor("user", "u1"), reason="first")
+        assert created == Counter(n=1, tags={"x": 1, "y": 2})
+        await counters.mutate("a", set_state({"n": 2, "tags": {"x": 1, "y": 2}, "label": "two"}))
+        # The same values with the keys in another order: no change.
+        await counters.mutate("a", set_state({"tags": {"y": 2, "x": 1}, "label": "two", "n": 2}))
+        await counters.remove("a")
+        await counters.remove("a")  # removing an absent entity is a no-op
+
+        assert seen_prev == [None, Counter(n=1, tags={"x": 1, "y": 2}),
+                             Counter(n=2, label="two", tags={"x": 1, "y": 2})]
+        changes = await host.changes(kind="counter", entity_id="a")
+        assert [c.seq for c in changes] == sorted(c.seq for c in changes)
+        create, update, tomb = changes
+        assert create.prev is None
+        assert create.next == {"n": 1, "label": None, "tags": {"x": 1, "y": 2}}
+        assert create.delta == {"n": 1, "tags": {"x": 1, "y": 2}}
+        assert create.changed_fields == ("n", "tags")
+        assert create.actor == Actor("user", "u1") and create.reason == "first"
+        assert update.delta == {"label": "two", "n": 2}
+        assert update.changed_fields == ("label", "n")
+        assert update.prev == create.next
+        assert tomb.next is None and tomb.delta == {}
+        assert tomb.changed_fields == ("label", "n", "tags")
+        assert tomb.prev == {"n": 2, "label": "two", "tags": {"x": 1, "y": 2}}
+        assert await counters.get("a") is None
+
+        rows = await host.transitions(kind="counter", entity_id="a")
+        assert [(r.field, r.from_value, r.to_value) for r in rows] == [
+            ("n", None, "1"), ("tags", None, '{"x":1,"y":2}'),
+            ("label", None, "two"), ("n", "1", "2"),
+            ("label", "two", None), ("n", "2", None), ("tags", '{"x":1,"y":2}', None),
+        ]
+
+
+async def test_computed_create_update_noop_remove(sqlite_url: str) -> None:
+    async with make_host(sqlite_url) as host:
+        handle = host.entity("widget")
+        prevs: list[Widget | None] = []
+
+        def put(color: str, size: int):  # type: ignore[no-untyped-def]
+            def apply(tx, prev):  # type: ignore[no-untyped-def]
+                prevs.append(prev)
+                write_widget(tx, "w1", color, size)
+                return handle.get_in(tx, "w1")
+            return apply
+
+        assert await handle.mutate("w1", put("red", 1)) == Widget(color="red", size=1)
+        await handle.mutate("w1", put("blue", 1))
+        await handle.mutate("w1", put("blue", 1))  # the plugin writes, nothing changes
+        await handle.remove("w1", lambda tx, prev: delete_widget(tx, "w1"))
+        await handle.remove("w1", lambda tx, prev: delete_widget(tx, "w1"))
+
+        assert prevs == [None, Widget(color="red", size=1), Widget(color="blue", size=1)]
+        changes = await host.changes(kind="widget")
+        assert [(c.delta, c.changed_fields) for c in changes] == [
+            ({"color": "red", "size": 1}, ("color", "size")),
+            ({"color": "blue"}, ("color",)),
+            ({}, ("color", "size")),
+        ]
+        assert changes[1].prev == {"color": "red", "size": 1}
+        assert changes[2].next is None
+        assert await handle.get("w1") is None
+        assert await host.table_names() >= {"test_widgets", "entity_state"}
+
+
+async def test_remove_of_computed_kind_must_remove_the_rows(sqlite_url: str) -> None:
+    async with make_host(sqlite_url) as host:
+        handle = host.entity("widget")
+        await handle.mutate("w", lambda tx, prev: (write_widget(tx, "w", "red", 1),
+                                                   handle.get_in(tx, "w"))[1])
+        with pytest.raises(InvalidEntityState, match="left the entity readable"):
+            await handle.remove("w")
+        assert await handle.get("w") == Widget(color="red", size=1)
+
+
+class Failing(Exception):
+    pass
+
+
+@pytest.mark.parametrize("failure", ["raise", "invalid", "not-a-state"])
+async def test_failed_apply_leaves_nothing(sqlite_url: str, failure: str) -> None:
+    async def noop(change):  # type: ignore[no-untyped-def]
+        pass
+
+    async with make_host(sqlite_url, SubscriberPlugin("widget", noop, WorkQueue("g"))) as host:
+        handle = host.entity("widget")
+        await handle.mutate("w", lambda tx, prev: (write_widget(tx, "w", "red", 1),
+                                                   handle.get_in(tx, "w"))[1])
+        before = await counts(host)
+
+        def apply(tx, prev):  # type: ignore[no-untyped-def]
+            write_widget(tx, "w", "green", 7)
+            write_widget(tx, "other", "green", 7)
+            if failure == "raise":
+                raise Failing("boom")
+            if failure == "invalid":
+                return {"color": "green", "size": -1}
+            return 42
+
+        expected = Failing if failure == "raise" else InvalidEntityState
+        with pytest.raises(expected) as info:
+            await handle.mutate("w", apply)
+        if failure == "invalid":
+            assert info.value.kind == "widget" and info.value.entity_id == "w"
+            assert info.value.fields == ("size",)
+            assert "widget:w" in str(info.value) and "size" in str(info.value)
+        assert await counts(host) == before
+        assert await handle.get("w") == Widget(color="red", size=1)
+
+        def rows(tx):  # type: ignore[no-untyped-def]
+            return tx.execute(select(widgets.c.id)).scalars().all()
+        assert await host.db.read(rows) == ["w"]
+
+
+async def test_invalid_store_state_names_kind_id_and_field(sqlite_url: str) -> None:
+    async with make_host(sqlite_url) as host:
+        with pytest.raises(InvalidEntityState) as info:
+            await host.entity("counter").mutate("c1", lambda tx, prev: {"n": "many"})
+        assert "counter:c1" in str(info.value) and "field n" in str(info.value)
+        assert info.value.fields == ("n",)
+        assert await counts(host) == (0, 0, 0)
+
+
+async def test_fifty_concurrent_increments_chain_without_gaps(sqlite_url: str) -> None:
+    async with make_host(sqlite_url) as host:
+        counters = host.entity("counter")
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(counters.mutate, "hot", increment)
+        assert await counters.get("hot") == Counter(n=50)
+        changes = await host.changes(kind="counter", entity_id="hot")
+        assert len(changes) == 50
+        for k, change in enumerate(changes, start=1):
+            assert (change.prev or {}).get("n", 0) == k - 1
+            assert change.next == {"n": k, "label": None, "tags": {}}
+
+
+async def test_a_failing_unit_in_a_group_commit_rolls_back_alone(sqlite_url: str) -> None:
+    async with make_host(sqlite_url) as host:
+        counters = host.entity("counter")
+
+        async def bad() -> None:
+            with pytest.raises(InvalidEntityState):
+                await counters.mutate("bad", lambda tx, prev: {"n": -1})
+
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(counters.mutate, f"c{i}", increment)
+            tg.start_soon(bad)
+        assert len(await counters.get_many([f"c{i}" for i in range(20)] + ["bad"])) == 20
+        assert len(await host.changes(kind="counter")) == 20
+
+
+async def test_reads_in_state_since_for_and_transition_count(sqlite_url: str) -> None:
+    async with make_host(sqlite_url) as host:
+        counters = host.entity("counter")
+        assert await counters.in_state_since("x", "n") is None
+        assert await counters.in_state_for("x", "n") == timedelta(0)
+        await counters.mutate("x", lambda tx, prev: {"n": 1, "label": "up"})
+        await counters.mutate("x", lambda tx, prev: {"n": 2, "label": "down"})
+        await anyio.sleep(0.02)
+        await counters.mutate("x", lambda tx, prev: {"n": 3, "label": "down"})
+        changes = await host.changes(kind="counter", entity_id="x")
+        assert await counters.in_state_since("x", "label") == changes[1].occurred_at
+        assert await counters.in_state_since("x", "n") == changes[2].occurred_at
+        assert await counters.in_state_for("x", "label") >= timedelta(seconds=0.02)
+        assert await counters.transition_count("x", "n", timedelta(hours=1)) == 3
+        assert await counters.transition_count("x", "label", timedelta(hours=1)) == 2
+        assert await counters.get_many(["x", "nope"]) == {"x": Counter(n=3, label="down")}
+
+
+async def test_unknown_kind_and_bad_ids_are_clear_errors(sqlite_url: str) -> None:
+    async with make_host(sqlite_url) as host:
+        with pytest.raises(UnknownEntityKind, match="'nope'.*counter, widget"):
+            host.entity("nope")
+        with pytest.raises(InvalidEntityState, match="non-empty string"):
+            await host.entity("counter").mutate("", increment)
+
+
+async def test_mutate_in_joins_the_callers_unit_of_work(sqlite_url: str) -> None:
+    async with make_host(sqlite_url) as host:
+        counters = host.entity("counter")
+
+        def two(tx):  # type: ignore[no-untyped-def]
+            counters.mutate_in(tx, "a", increment)
+            counters.mutate_in(tx, "b", increment)
+            raise Failing("after both")
+
+        with pytest.raises(Failing):
+            await host.db.run(two)
+        assert await counters.get_many(["a", "b"]) == {}
+        assert await counts(host) == (0, 0, 0)
