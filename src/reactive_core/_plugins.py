@@ -81,14 +81,17 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
         return
     try:
         pm.register(plugin, name=name)
-        pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        pm.unregister(name=name)
         raise PluginLoadError(f"plugin {name!r} is invalid: {exc}") from exc
 
 
 def run_register(pm: pluggy.PluginManager, registry: Registry) -> None:
-    """Call every plugin's `reactive_register` in turn, attributing errors to the plugin."""
+    """Call every plugin's `reactive_register` in turn, attributing errors to the plugin.
+
+    Then check that every hook implementation matches a spec (plugins may add hook
+    specs of their own while registering), so a misspelled hook fails the load.
+    """
+    registry.plugin_manager = pm
     for impl in reversed(pm.hook.reactive_register.get_hookimpls()):
         registry.current_plugin = impl.plugin_name
         try:
@@ -104,6 +107,14 @@ def run_register(pm: pluggy.PluginManager, registry: Registry) -> None:
             ) from exc
         finally:
             registry.current_plugin = None
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) if exc.plugin is not None else None
+        raise PluginLoadError(
+            f"plugin {name!r} is invalid: {exc}; expected hooks named as in "
+            f"reactive_core.hookspecs (or added by another plugin with add_hookspecs)"
+        ) from exc
     registry.finalize()
 
 

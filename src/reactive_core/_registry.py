@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+import pluggy
 from pydantic import BaseModel
 from sqlalchemy import MetaData
 
@@ -140,6 +141,7 @@ class Registry:
         self._jobs: dict[str, Job] = {}
         self._listeners: list[Callable[[], None]] = []
         self._config_sections: dict[str, ConfigSection] = {}
+        self.plugin_manager: pluggy.PluginManager | None = None
 
     # -- declarations ---------------------------------------------------------------
 
@@ -286,6 +288,16 @@ class Registry:
         except ValueError as exc:
             raise RegistryError(f"add_job({name!r}): {exc}") from exc
         self._jobs[name] = Job(name=name, fn=fn, schedule=schedule, plugin=self.current_plugin)
+
+    def add_hookspecs(self, specs: object) -> None:
+        """Add a plugin's own hook specs (a module or class of `hookspec` functions).
+
+        Lets a plugin offer extension points to other plugins, e.g. the health plugin's
+        check strategies. Implementations are validated once every plugin registered.
+        """
+        if self.plugin_manager is None:
+            raise RegistryError("add_hookspecs is only available during reactive_register")
+        self.plugin_manager.add_hookspecs(specs)
 
     def add_config_section(
         self, key: str, model: type[BaseModel], apply: SectionApply, *, order: int = 100,

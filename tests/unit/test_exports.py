@@ -1,0 +1,29 @@
+"""The public surface: exactly these names, sorted, each really exported."""
+
+from __future__ import annotations
+
+import reactive_core
+
+EXPECTED = {
+    "SYSTEM_ACTOR", "Actor", "Broadcast", "CacheEntry", "CacheStore", "ConfigError",
+    "ConfigItemError", "Database", "DeliveryNotFound", "DeliveryRow", "DoctorReport",
+    "DuplicateRegistration", "EntityChange", "EntityHandle", "EntityKind", "Host", "HostConfig",
+    "InvalidEntityState", "MemoryCacheStore", "PluginLoadError", "ReactiveCoreError",
+    "ReadThroughCache", "Registry", "RegistryError", "TableFinding", "Transition",
+    "UnknownEntityKind", "WorkQueue", "after_commit", "apply_config_file", "apply_config_text",
+    "diff_states", "doctor", "hookimpl", "hookspec", "with_entity_remove", "with_entity_write",
+}
+
+
+def test_public_names_are_pinned_and_sorted() -> None:
+    assert set(reactive_core.__all__) == EXPECTED
+    assert reactive_core.__all__ == sorted(reactive_core.__all__)
+    for name in reactive_core.__all__:
+        assert getattr(reactive_core, name) is not None
+
+
+def test_errors_form_one_tree() -> None:
+    for name in reactive_core.__all__:
+        obj = getattr(reactive_core, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, reactive_core.ReactiveCoreError), name
