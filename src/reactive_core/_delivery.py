@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.to_thread
-from sqlalchemy import Connection, bindparam, exists, func, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, text, update
 
 from ._changes import EntityChange
 from ._db import Database
@@ -198,8 +198,14 @@ _d = entity_deliveries
 _earlier = _d.alias("earlier")
 
 
+def _routes(routes: list[tuple[str, str]]) -> Any:
+    """SQL condition: the row's (group, kind) is one of `routes`."""
+    return or_(*(and_(_d.c.group_name == g, _d.c.kind == k) for g, k in routes))
+
+
 def _claim(
-    tx: Connection, *, dialect: str, groups: list[str], owner: str, lease: float, limit: int,
+    tx: Connection, *, dialect: str, routes: list[tuple[str, str]], owner: str, lease: float,
+    limit: int,
 ) -> list[tuple[DeliveryRow, EntityChange]]:
     now = utcnow()
     blocked = exists().where(
@@ -213,7 +219,7 @@ def _claim(
         select(_d.c.id)
         .where(
             _d.c.status == "pending",
-            _d.c.group_name.in_(groups),
+            _routes(routes),
             _d.c.available_at <= now,
             or_(_d.c.lease_expires_at.is_(None), _d.c.lease_expires_at < now),
             ~blocked,
@@ -320,23 +326,21 @@ def replay_dead(tx: Connection, delivery_id: int) -> DeliveryRow:
     return _delivery_row(tx.execute(select(_d).where(_d.c.id == delivery_id)).one())
 
 
-def pending_count(tx: Connection, groups: list[str]) -> int:
-    """How many deliveries of `groups` are not finished yet."""
-    if not groups:
+def pending_count(tx: Connection, routes: list[tuple[str, str]]) -> int:
+    """How many deliveries routed to `routes` (group, kind) are not finished yet."""
+    if not routes:
         return 0
     return int(tx.execute(
-        select(func.count()).select_from(_d)
-        .where(_d.c.status == "pending", _d.c.group_name.in_(groups))
+        select(func.count()).select_from(_d).where(_d.c.status == "pending", _routes(routes))
     ).scalar_one())
 
 
-def next_available(tx: Connection, groups: list[str]) -> datetime | None:
-    """When the earliest backing-off delivery of `groups` becomes claimable."""
-    if not groups:
+def next_available(tx: Connection, routes: list[tuple[str, str]]) -> datetime | None:
+    """When the earliest backing-off delivery routed to `routes` becomes claimable."""
+    if not routes:
         return None
     return as_utc(tx.execute(
-        select(func.min(_d.c.available_at))
-        .where(_d.c.status == "pending", _d.c.group_name.in_(groups))
+        select(func.min(_d.c.available_at)).where(_d.c.status == "pending", _routes(routes))
     ).scalar())
 
 
@@ -380,9 +384,10 @@ class Dispatcher:
         heartbeat_every = max(self._s.lease_seconds / 3, 0.05)
         task_group.start_soon(self._heartbeat, heartbeat_every)
         while True:
-            groups = self._registry.local_groups()
+            groups = self._registry.local_routes()
             free = self._s.concurrency - len(self._running)
             claimed: list[tuple[DeliveryRow, EntityChange]] = []
+            # `groups` are the (group, kind) routes this instance has handlers for.
             if groups and free > 0:
                 try:
                     claimed = await self._db.run(
@@ -399,7 +404,7 @@ class Dispatcher:
                 continue
             await self._waker.wait(await self._next_wait(groups))
 
-    async def _next_wait(self, groups: list[str]) -> float:
+    async def _next_wait(self, groups: list[tuple[str, str]]) -> float:
         wait = self._s.poll_interval
         if groups:
             try:
@@ -456,9 +461,10 @@ class Dispatcher:
 
 
 def _claim_fn(
-    tx: Connection, dialect: str, groups: list[str], owner: str, lease: float, limit: int,
+    tx: Connection, dialect: str, routes: list[tuple[str, str]], owner: str, lease: float,
+    limit: int,
 ) -> list[tuple[DeliveryRow, EntityChange]]:
-    return _claim(tx, dialect=dialect, groups=groups, owner=owner, lease=lease, limit=limit)
+    return _claim(tx, dialect=dialect, routes=routes, owner=owner, lease=lease, limit=limit)
 
 
 

@@ -310,8 +310,8 @@ class Host:
             while True:
                 head = await self.db.read(_head_seq)
                 await self.feed.catch_up()
-                groups = self.registry.local_groups()
-                pending = await self.db.read(pending_count, groups)
+                routes = self.registry.local_routes()
+                pending = await self.db.read(pending_count, routes)
                 if pending == 0 and self.dispatcher.in_flight == 0:
                     if await self.db.read(_head_seq) == head:
                         return

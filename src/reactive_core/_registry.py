@@ -388,9 +388,9 @@ class Registry:
                 return sub
         return None
 
-    def local_groups(self) -> list[str]:
-        """Work-queue groups this instance has handlers for."""
-        return sorted({s.delivery.group for s in self._subscriptions
+    def local_routes(self) -> list[tuple[str, str]]:
+        """The (work-queue group, kind) pairs this instance has handlers for."""
+        return sorted({(s.delivery.group, s.kind) for s in self._subscriptions
                        if isinstance(s.delivery, WorkQueue)})
 
     def add_listener(self, listener: Callable[[], None]) -> None:
