@@ -79,6 +79,12 @@ class ParsedConfig:
         return f"{self.source}:{line}" if line else self.source
 
 
+def _explain(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field (not expected here; check the spelling)"
+    return f"{err['msg']} (received {err.get('input')!r})"
+
+
 def parse_config(text: str, sections: Sequence[ConfigSection], *, source: str) -> ParsedConfig:
     """Parse and validate a config document, or raise `ConfigError` naming file and line."""
     try:
@@ -115,14 +121,12 @@ def parse_config(text: str, sections: Sequence[ConfigSection], *, source: str) -
             try:
                 models.append(section.model.model_validate(item))
             except ValidationError as exc:
-                err = exc.errors()[0]
-                loc = list(err["loc"])
-                field = ".".join(str(p) for p in loc) or "<item>"
-                extra = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-                raise ConfigError(
-                    f"{parsed.where(key, index, *loc)}: {key}[{index}].{field}: {err['msg']} "
-                    f"(received {err.get('input')!r}){extra}"
-                ) from exc
+                problems = [
+                    f"{parsed.where(key, index, *err['loc'])}: {key}[{index}]."
+                    f"{'.'.join(str(p) for p in err['loc']) or '<item>'}: {_explain(err)}"
+                    for err in exc.errors()
+                ]
+                raise ConfigError("\n".join(problems)) from exc
         parsed.items[str(key)] = models
     return parsed
 

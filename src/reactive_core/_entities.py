@@ -13,7 +13,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, text
 
 from ._changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states, value_text
 from ._db import Database, after_commit, entity_lock_key
-from ._errors import InvalidEntityState
+from ._errors import InvalidEntityState, ReactiveCoreError
 from ._registry import EntityKind, Registry
 from ._schema import entity_changes, entity_deliveries, entity_state, entity_transitions
 
@@ -106,6 +106,43 @@ class EntityHandle(Generic[S]):
         return f"EntityHandle({self._kind.kind!r})"
 
     # -- reads ----------------------------------------------------------------------
+
+    def ids_in(self, tx: Connection) -> list[str]:
+        """Every id of this kind that currently exists, sorted, inside `tx`.
+
+        Store-backed kinds list their stored rows; computed kinds need `ids=` in
+        `define_entity` (a function `(tx) -> ids`), else `ReactiveCoreError`.
+        """
+        kind = self._kind
+        if kind.read is None:
+            return list(tx.execute(
+                select(entity_state.c.entity_id).where(entity_state.c.kind == kind.kind)
+                .order_by(entity_state.c.entity_id)
+            ).scalars())
+        if kind.ids is None:
+            raise ReactiveCoreError(
+                f"kind {kind.kind!r} is computed and was defined without ids=: expected "
+                f"define_entity({kind.kind!r}, ..., ids=fn) to list its entities"
+            )
+        return sorted(kind.ids(tx))
+
+    async def ids(self) -> list[str]:
+        """Every id of this kind that currently exists, sorted."""
+        return await self._rt.db.read(self.ids_in)
+
+    async def all(self) -> dict[str, S]:
+        """Every entity of this kind by id."""
+        def read(tx: Connection) -> dict[str, S]:
+            return self.get_many_in(tx, self.ids_in(tx))
+        return await self._rt.db.read(read)
+
+    def lock_in(self, tx: Connection, entity_id: str) -> None:
+        """Take this entity's write lock inside `tx` (held until `tx` ends).
+
+        What `mutate_in` takes first; use it to make a plugin write that spans several
+        entities consistent with their mutations (take locks in a stable order).
+        """
+        self._rt.db.advisory_lock(tx, entity_lock_key(self._kind.kind, entity_id))
 
     def get_many_in(self, tx: Connection, ids: Iterable[str]) -> dict[str, S]:
         """Current states of `ids` inside the unit of work `tx`; absent ids are left out."""

@@ -108,6 +108,7 @@ class Host:
         self._entry_points = entry_points
         self.db = Database(database_url)
         self.registry = Registry()
+        self.registry.bind_host(self)
         self.pm: pluggy.PluginManager | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._started = False

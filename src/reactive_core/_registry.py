@@ -73,6 +73,7 @@ class EntityKind:
     read: ReadFn | None
     tables: tuple[str, ...]
     plugin: str | None
+    ids: Callable[[Any], Iterable[str]] | None = None
 
     @property
     def computed(self) -> bool:
@@ -142,6 +143,7 @@ class Registry:
         self._listeners: list[Callable[[], None]] = []
         self._config_sections: dict[str, ConfigSection] = {}
         self.plugin_manager: pluggy.PluginManager | None = None
+        self._host: Host | None = None
 
     # -- declarations ---------------------------------------------------------------
 
@@ -171,11 +173,13 @@ class Registry:
         state: type[BaseModel],
         read: ReadFn | None = None,
         tables: Iterable[str] = (),
+        ids: Callable[[Any], Iterable[str]] | None = None,
     ) -> None:
         """Declare an entity kind: store-backed without `read`, computed with it.
 
         `tables` names the plugin tables a computed kind is assembled from, so that
-        `reactive doctor` knows they are reactive.
+        `reactive doctor` knows they are reactive; `ids(tx)` lists a computed kind's
+        existing ids (for `handle.ids()` / `handle.all()`).
         """
         _check_kind(kind, "define_entity")
         if not (isinstance(state, type) and issubclass(state, BaseModel)):
@@ -194,7 +198,8 @@ class Registry:
                 f"defined by plugin {self._kinds[kind].plugin!r}: expected unique kind names"
             )
         self._kinds[kind] = EntityKind(
-            kind=kind, state=state, read=read, tables=tuple(tables), plugin=self.current_plugin
+            kind=kind, state=state, read=read, tables=tuple(tables), plugin=self.current_plugin,
+            ids=ids,
         )
 
     def register_change_deriver(
@@ -324,6 +329,21 @@ class Registry:
         self._config_sections[key] = ConfigSection(
             key=key, model=model, apply=apply, order=order, plugin=self.current_plugin
         )
+
+    @property
+    def host(self) -> Host:
+        """The host that owns this registry.
+
+        Handlers registered in `reactive_register` can capture the registry and reach
+        the host (its database, its entity handles) when they run.
+        """
+        if self._host is None:
+            raise RegistryError("this registry belongs to no host")
+        return self._host
+
+    def bind_host(self, host: Host) -> None:
+        """Attach the owning host (done by `Host.__init__`)."""
+        self._host = host
 
     # -- lookups --------------------------------------------------------------------
 

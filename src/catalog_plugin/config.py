@@ -1,0 +1,86 @@
+"""The `systems` and `dependencies` sections of config files (`reactive apply`).
+
+Both run inside the one transaction of the apply, in `order` (systems first), so a
+dependency may name a system declared in the same file, and any bad item rolls the
+whole file back. Unchanged items change nothing and report nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection
+
+from reactive_core import Actor, ConfigItemError, InvalidEntityState
+
+from .models import DependencyDeclaration, SystemDeclaration
+from .service import Catalog, InvalidDependency, UnknownSystem
+
+if TYPE_CHECKING:
+    from reactive_core import Host
+
+SYSTEMS_SECTION = "systems"
+DEPENDENCIES_SECTION = "dependencies"
+SYSTEMS_ORDER = 10
+DEPENDENCIES_ORDER = 20
+
+CONFIG_ACTOR = Actor("config", "apply")
+"""Who changes systems declared in a config file (recorded on each change)."""
+_REASON = "declared in a config file"
+
+
+def apply_systems(tx: Connection, host: Host, items: list[SystemDeclaration]) -> list[str]:
+    """Upsert each declared system; report created and updated ones."""
+    catalog = Catalog(host)
+    first: dict[str, int] = {}
+    lines: list[str] = []
+    for index, item in enumerate(items):
+        if item.id in first:
+            raise ConfigItemError(
+                index, f"system {item.id!r} is already declared by {SYSTEMS_SECTION}"
+                       f"[{first[item.id]}]: expected each system id once", field="id")
+        first[item.id] = index
+        try:
+            write = catalog.write_system_in(
+                tx, item.id, name=item.name, description=item.description,
+                metadata=item.metadata, tags=item.tags, actor=CONFIG_ACTOR, reason=_REASON)
+        except InvalidEntityState as exc:
+            field = exc.fields[0].split(".")[0] if exc.fields else None
+            raise ConfigItemError(index, str(exc), field=field) from exc
+        if write.prev is None:
+            lines.append(f"created system {item.id}")
+        elif write.changed_fields:
+            lines.append(f"updated system {item.id} ({', '.join(write.changed_fields)})")
+    return lines
+
+
+def apply_dependencies(
+    tx: Connection, host: Host, items: list[DependencyDeclaration]
+) -> list[str]:
+    """Upsert each declared edge; report new edges and impact changes."""
+    catalog = Catalog(host)
+    first: dict[tuple[str, str], int] = {}
+    lines: list[str] = []
+    for index, item in enumerate(items):
+        edge = f"{item.source} -> {item.target}"
+        key = (item.source, item.target)
+        if key in first:
+            raise ConfigItemError(
+                index, f"dependency {edge} is already declared by {DEPENDENCIES_SECTION}"
+                       f"[{first[key]}]: expected each edge once", field="target")
+        first[key] = index
+        try:
+            write = catalog.write_dependency_in(tx, item.source, item.target, item.impact)
+        except UnknownSystem as exc:
+            raise ConfigItemError(
+                index, f"dependency {edge}: unknown {exc.role} system {exc.system_id!r}, "
+                       f"expected a system declared under {SYSTEMS_SECTION!r} in this file or "
+                       f"already in the catalog", field=exc.role) from exc
+        except InvalidDependency as exc:
+            raise ConfigItemError(index, str(exc), field=exc.field) from exc
+        impact = write.dependency.impact
+        if write.previous_impact is None:
+            lines.append(f"added dependency {edge} ({impact})")
+        elif write.previous_impact != impact:
+            lines.append(f"updated dependency {edge} ({write.previous_impact} -> {impact})")
+    return lines
