@@ -162,7 +162,7 @@ class Database:
                 self._run_pg, fn, args, limiter=self._limiter
             )
             _run_callbacks(callbacks)
-            return result  # type: ignore[no-any-return]
+            return result
         return await self._run_grouped(fn, args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
@@ -174,7 +174,7 @@ class Database:
         if self.dialect == "postgresql":
             result, callbacks = self._run_pg(fn, args)
             _run_callbacks(callbacks)
-            return result  # type: ignore[no-any-return]
+            return result
         job = _Job(fn, args, done=None)  # type: ignore[arg-type]
         self._run_batch([job])
         if job.error is not None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,13 +29,15 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ._changes import EntityChange
 from ._db import Database
 from ._entities import as_utc, row_to_change, utcnow
 from ._errors import DeliveryNotFound
 from ._registry import Registry, WorkQueue
-from ._schema import entity_changes, entity_deliveries
+from ._schema import entity_changes, entity_deliveries, work_queue_routes
 
 logger = logging.getLogger("reactive_core.delivery")
 
@@ -289,12 +290,43 @@ def _extend(tx: Connection, ids: list[int], owner: str, lease: float) -> None:
                .values(lease_expires_at=utcnow() + timedelta(seconds=lease)))
 
 
+def notify_waiters(tx: Connection) -> None:
+    """Wake every instance's feed and dispatcher when `tx` commits (PostgreSQL NOTIFY)."""
+    if tx.dialect.name == "postgresql":
+        tx.execute(_NOTIFY)
+
+
+_NOTIFY = text("SELECT pg_notify('reactive_changes', '')")
+
+
+def register_routes(tx: Connection, routes: list[tuple[str, str]]) -> None:
+    """Record (or refresh) the work-queue (group, kind) routes this instance handles.
+
+    Writers on every instance enqueue a delivery for each recorded route, so a group
+    run by only some instances still gets every change.
+    """
+    if not routes:
+        return
+    now = utcnow()
+    insert_ = pg_insert if tx.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert_(work_queue_routes)
+    tx.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[work_queue_routes.c.group_name, work_queue_routes.c.kind],
+            set_={"last_seen_at": stmt.excluded.last_seen_at},
+        ),
+        [{"group_name": g, "kind": k, "last_seen_at": now} for g, k in routes],
+    )
+
+
 def release_leases(tx: Connection, owner: str) -> int:
     """Hand back every lease `owner` holds (on clean shutdown), so others resume at once."""
     result = tx.execute(
         update(_d).where(_d.c.lease_owner == owner, _d.c.status == "pending")
         .values(lease_owner=None, lease_expires_at=None, attempts=_d.c.attempts - 1)
     )
+    if result.rowcount:
+        notify_waiters(tx)
     return int(result.rowcount)
 
 
@@ -317,6 +349,7 @@ def replay_dead(tx: Connection, delivery_id: int) -> DeliveryRow:
         .values(status="pending", attempts=0, available_at=utcnow(), finished_at=None,
                 lease_owner=None, lease_expires_at=None)
     )
+    notify_waiters(tx)
     if not result.rowcount:
         row = tx.execute(select(_d.c.status).where(_d.c.id == delivery_id)).first()
         found = "does not exist" if row is None else f"has status {row.status!r}"
@@ -342,6 +375,9 @@ def next_available(tx: Connection, routes: list[tuple[str, str]]) -> datetime | 
     return as_utc(tx.execute(
         select(func.min(_d.c.available_at)).where(_d.c.status == "pending", _routes(routes))
     ).scalar())
+
+
+_ROUTE_REFRESH_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -426,6 +462,19 @@ class Dispatcher:
 
     async def _handle_one(self, delivery: DeliveryRow, change: EntityChange) -> None:
         sub = self._registry.work_queue_handler(delivery.group, delivery.kind)
+        max_retries = (sub.delivery.max_retries
+                       if sub is not None and isinstance(sub.delivery, WorkQueue) else 0)
+        if delivery.attempts > max_retries + 1:
+            # Earlier attempts ended without an outcome: their worker died holding the
+            # lease (or hung past it). That counts: a poison change must not loop forever.
+            error = (f"LeaseExpired: {delivery.attempts - 1} earlier attempts ended without "
+                     f"an outcome (worker died or hung past its lease); last error: "
+                     f"{delivery.last_error or 'none'}")
+            await self._db.run(_fail, delivery.id, self._owner, error[:4000], 0,
+                               self._s.retry_base_seconds, self._s.retry_max_seconds)
+            logger.error("work-queue %s delivery %s (%s:%s) dead-lettered: %s", delivery.group,
+                         delivery.id, delivery.kind, delivery.entity_id, error)
+            return
         try:
             if sub is None:
                 raise LookupError(
@@ -434,8 +483,6 @@ class Dispatcher:
                 )
             await sub.handler(change)
         except Exception as exc:  # noqa: BLE001 - recorded on the delivery row
-            max_retries = (sub.delivery.max_retries
-                           if sub is not None and isinstance(sub.delivery, WorkQueue) else 0)
             error = f"{type(exc).__name__}: {exc}"
             outcome = await self._db.run(
                 _fail, delivery.id, self._owner, error[:4000], max_retries,
@@ -450,8 +497,15 @@ class Dispatcher:
                            "again elsewhere", delivery.id)
 
     async def _heartbeat(self, every: float) -> None:
+        refreshed = anyio.current_time()
         while True:
             await anyio.sleep(every)
+            if anyio.current_time() - refreshed > _ROUTE_REFRESH_SECONDS:
+                refreshed = anyio.current_time()
+                try:
+                    await self._db.run(register_routes, self._registry.local_routes())
+                except Exception:  # noqa: BLE001
+                    logger.exception("refreshing work-queue routes failed")
             ids = list(self._running)
             if ids:
                 try:

@@ -9,16 +9,37 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 
 from ._changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states, value_text
 from ._db import Database, after_commit, entity_lock_key
 from ._errors import InvalidEntityState, ReactiveCoreError
 from ._registry import EntityKind, Registry
-from ._schema import entity_changes, entity_deliveries, entity_state, entity_transitions
+from ._schema import (
+    entity_changes,
+    entity_deliveries,
+    entity_state,
+    entity_transitions,
+    work_queue_routes,
+)
 
 S = TypeVar("S", bound=BaseModel)
-Apply = Callable[[Connection, Any], Any]
+Apply = Callable[[Any, Any], Any]
+"""A write: `apply(tx, prev) -> next` (tx is a Connection; prev the state or None)."""
 
 def _state_select(kind: str, ids: list[str]) -> Any:
     return select(entity_state.c.entity_id, entity_state.c.state).where(
@@ -310,7 +331,9 @@ class EntityHandle(Generic[S]):
         if db.dialect == "postgresql":
             seq = tx.execute(_INSERT_CHANGE_PG, values).scalar_one()
         else:
-            seq = tx.execute(_INSERT_CHANGE, values).inserted_primary_key[0]
+            key = tx.execute(_INSERT_CHANGE, values).inserted_primary_key
+            assert key is not None
+            seq = key[0]
         before = prev_json or {}
         after = next_json or {}
         tx.execute(_INSERT_TRANSITION, [
@@ -319,6 +342,8 @@ class EntityHandle(Generic[S]):
              "transitioned_at": now}
             for name in changed
         ])
+        # One delivery per work-queue group of the kind: the groups subscribed here,
+        # and those only other instances run (registered in work_queue_routes).
         groups = self._rt.registry.work_queue_groups(kind.kind)
         if groups:
             tx.execute(_INSERT_DELIVERY, [
@@ -327,6 +352,9 @@ class EntityHandle(Generic[S]):
                  "available_at": now, "created_at": now}
                 for group in groups
             ])
+        tx.execute(_INSERT_ROUTED_DELIVERIES, {"seq": seq, "kind": kind.kind,
+                                               "entity_id": entity_id, "now": now,
+                                               "local": groups})
         if db.dialect == "postgresql":
             tx.execute(_NOTIFY)
         after_commit(tx, self._rt.wake)
@@ -348,6 +376,19 @@ _INSERT_CHANGE_PG = insert(entity_changes).values(
 ).returning(entity_changes.c.seq)
 _INSERT_TRANSITION = insert(entity_transitions)
 _INSERT_DELIVERY = insert(entity_deliveries)
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+_INSERT_ROUTED_DELIVERIES = insert(entity_deliveries).from_select(
+    ["change_seq", "group_name", "kind", "entity_id", "status", "attempts", "available_at",
+     "created_at"],
+    select(
+        bindparam("seq", type_=BigInteger()), work_queue_routes.c.group_name,
+        work_queue_routes.c.kind, bindparam("entity_id", type_=String()),
+        literal("pending", String()), literal(0, Integer()), _NOW, _NOW,
+    ).where(
+        work_queue_routes.c.kind == bindparam("kind", type_=String()),
+        work_queue_routes.c.group_name.not_in(bindparam("local", expanding=True)),
+    ),
+)
 _NOTIFY = text("SELECT pg_notify('reactive_changes', '')")
 
 
@@ -363,27 +404,33 @@ def row_to_change(row: Any) -> EntityChange:
 
 
 async def with_entity_write(
-    handle: EntityHandle[Any] | None, entity_id: str, apply: Callable[[], Any] | Apply,
-    **kwargs: Any,
+    handle: EntityHandle[Any] | None, entity_id: str, apply: Apply, *,
+    db: Database | None = None, actor: Actor | None = None, reason: str | None = None,
 ) -> Any:
-    """Write through `handle` when there is one, else just run `apply`.
+    """Write through `handle` when there is one, else just run the plugin's `apply`.
 
-    Lets plugin code that may run without a host (scripts, tests) share one code path.
-    With a handle, `apply(tx, prev)` runs inside `mutate`; without one it is called as
-    `apply(None, None)`.
+    Lets plugin code run the same write whether or not the kind is reactive here
+    (a script, a test, a host without the plugin that defines the kind). With a
+    handle, `apply(tx, prev)` runs inside `mutate` and its result is validated, logged
+    and delivered; without one it runs as `apply(tx, None)` in a unit of work of `db`
+    (or as `apply(None, None)` when there is no `db` either).
     """
-    if handle is None:
-        return apply(None, None)  # type: ignore[call-arg]
-    return await handle.mutate(entity_id, apply, **kwargs)  # type: ignore[arg-type]
+    if handle is not None:
+        return await handle.mutate(entity_id, apply, actor=actor, reason=reason)
+    if db is not None:
+        return await db.run(apply, None)
+    return apply(None, None)
 
 
 async def with_entity_remove(
-    handle: EntityHandle[Any] | None, entity_id: str, apply: Apply | None = None,
-    **kwargs: Any,
+    handle: EntityHandle[Any] | None, entity_id: str, apply: Apply | None = None, *,
+    db: Database | None = None, actor: Actor | None = None, reason: str | None = None,
 ) -> None:
     """Remove through `handle` when there is one, else just run `apply` (if any)."""
-    if handle is None:
-        if apply is not None:
+    if handle is not None:
+        await handle.remove(entity_id, apply, actor=actor, reason=reason)
+    elif apply is not None:
+        if db is not None:
+            await db.run(apply, None)
+        else:
             apply(None, None)
-        return
-    await handle.remove(entity_id, apply, **kwargs)

@@ -17,7 +17,8 @@ import anyio.abc
 import anyio.to_thread
 import pluggy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Connection, inspect as sa_inspect, select
+from sqlalchemy import Connection, select
+from sqlalchemy import inspect as sa_inspect
 
 from ._changes import EntityChange
 from ._db import Database
@@ -28,6 +29,7 @@ from ._delivery import (
     DispatchSettings,
     list_deliveries,
     pending_count,
+    register_routes,
     release_leases,
     replay_dead,
 )
@@ -36,7 +38,8 @@ from ._errors import ConfigError, ReactiveCoreError
 from ._jobs import Scheduler, retention_job
 from ._plugins import make_plugin_manager, plugin_names, run_register
 from ._registry import Registry
-from ._schema import entity_changes, entity_transitions, metadata as core_metadata
+from ._schema import entity_changes, entity_transitions
+from ._schema import metadata as core_metadata
 
 logger = logging.getLogger("reactive_core.host")
 
@@ -52,6 +55,7 @@ class HostConfig(BaseModel):
     retry_max_seconds: float = Field(300.0, ge=0, description="backoff ceiling")
     poll_interval: float = Field(1.0, gt=0, description="backstop poll of feed and queue")
     dispatch_concurrency: int = Field(16, ge=1, description="handlers running at once")
+    pool_size: int = Field(5, ge=1, description="PostgreSQL connections kept (as many again may overflow)")
     run_jobs: bool = Field(True, description="run scheduled jobs on this instance")
     plugins: dict[str, Any] = Field(default_factory=dict, description="per-plugin settings")
 
@@ -106,7 +110,7 @@ class Host:
         self.instance_id = instance_id or f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._plugins = list(plugins)
         self._entry_points = entry_points
-        self.db = Database(database_url)
+        self.db = Database(database_url, pool_size=self.config.pool_size)
         self.registry = Registry()
         self.registry.bind_host(self)
         self.pm: pluggy.PluginManager | None = None
@@ -126,7 +130,7 @@ class Host:
                 concurrency=self.config.dispatch_concurrency,
             ),
         )
-        self.registry.add_listener(self.dispatcher.wake)
+        self.registry.add_listener(self._subscriptions_changed)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -149,6 +153,7 @@ class Host:
     async def __aenter__(self) -> Host:
         self.load_plugins()
         await self.db.create_all(core_metadata, *self.registry.metadatas)
+        await self.db.run(register_routes, self.registry.local_routes())
         await self.feed.start_position()
         self._tg_cm = anyio.create_task_group()
         self._task_group = await self._tg_cm.__aenter__()
@@ -203,6 +208,17 @@ class Host:
         if self._task_group is None:
             raise ReactiveCoreError("the host is not running: use `async with Host(...)`")
         return self._task_group
+
+    def _subscriptions_changed(self) -> None:
+        if self._started and self._task_group is not None:
+            self._task_group.start_soon(self._record_routes)
+        self.dispatcher.wake()
+
+    async def _record_routes(self) -> None:
+        try:
+            await self.db.run(register_routes, self.registry.local_routes())
+        except Exception:  # noqa: BLE001 - local writes still enqueue local groups
+            logger.exception("recording work-queue routes failed")
 
     def _wake(self) -> None:
         self.feed.wake()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -14,7 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from ._entities import utcnow
 from ._registry import Job
 from ._schedule import slot_key
-from ._schema import entity_changes, entity_deliveries, entity_transitions, job_runs
+from ._schema import (
+    entity_changes,
+    entity_deliveries,
+    entity_transitions,
+    job_runs,
+    work_queue_routes,
+)
 
 if TYPE_CHECKING:
     from ._host import Host
@@ -117,11 +123,13 @@ def prune_logs(tx: Connection, *, older_than: datetime) -> dict[str, int]:
     runs = tx.execute(
         delete(job_runs).where(job_runs.c.started_at < older_than)
     ).rowcount
+    # Routes no instance refreshed within the retention period: their group is gone.
+    tx.execute(delete(work_queue_routes).where(work_queue_routes.c.last_seen_at < older_than))
     return {"changes": int(changes), "transitions": int(transitions),
             "deliveries": int(deliveries), "job_runs": int(runs)}
 
 
-def retention_job(retention: timedelta) -> Callable[[Host, datetime], object]:
+def retention_job(retention: timedelta) -> Callable[[Host, datetime], Awaitable[None]]:
     """The built-in job that prunes the logs to `retention`."""
 
     async def prune(host: Host, slot: datetime) -> None:

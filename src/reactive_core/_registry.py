@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
@@ -294,7 +295,7 @@ class Registry:
             raise RegistryError(f"add_job({name!r}): {exc}") from exc
         self._jobs[name] = Job(name=name, fn=fn, schedule=schedule, plugin=self.current_plugin)
 
-    def add_hookspecs(self, specs: object) -> None:
+    def add_hookspecs(self, specs: ModuleType | type) -> None:
         """Add a plugin's own hook specs (a module or class of `hookspec` functions).
 
         Lets a plugin offer extension points to other plugins, e.g. the health plugin's

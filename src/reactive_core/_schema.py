@@ -88,6 +88,16 @@ entity_deliveries = Table(
     Index("ix_entity_deliveries_order", "group_name", "kind", "entity_id", "status", "id"),
 )
 
+work_queue_routes = Table(
+    "work_queue_routes",
+    metadata,
+    # Which work-queue groups exist anywhere in the cluster, so that every writer
+    # enqueues a delivery for every group, including groups only other instances run.
+    Column("group_name", String(200), primary_key=True),
+    Column("kind", String(200), primary_key=True),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+)
+
 job_runs = Table(
     "job_runs",
     metadata,

@@ -169,3 +169,33 @@ async def test_clean_shutdown_hands_back_leases(sqlite_url: str) -> None:
         await host.drain()
         (row,) = await host.deliveries()
         assert finished == ["a"] and row.status == "done" and row.attempts == 1
+
+
+async def test_groups_run_elsewhere_get_deliveries_and_expired_leases_count_as_attempts(
+    sqlite_url: str,
+) -> None:
+    from reactive_core._delivery import _claim_fn
+
+    handled: list[str] = []
+
+    async def handler(change: EntityChange) -> None:
+        handled.append(change.id)
+
+    subscriber = SubscriberPlugin("counter", handler, WorkQueue("g", max_retries=1))
+    async with make_host(sqlite_url, subscriber):
+        pass  # records the route (g, counter) for the cluster
+    async with make_host(sqlite_url) as writer:  # no subscription to g here
+        await writer.entity("counter").mutate("poison", increment)
+        (row,) = await writer.deliveries()
+        assert (row.group, row.status) == ("g", "pending")
+        for _ in range(2):  # a worker that dies twice holding the lease
+            claimed = await writer.db.run(_claim_fn, "sqlite", [("g", "counter")], "ghost",
+                                          0.0, 10)
+            assert [d.id for d, _ in claimed] == [row.id]
+            await anyio.sleep(0.01)
+    async with make_host(sqlite_url, subscriber) as host:
+        await host.drain()
+        (row,) = await host.deliveries()
+    assert handled == []
+    assert row.status == "dead" and row.attempts == 3
+    assert row.last_error is not None and row.last_error.startswith("LeaseExpired: 2 earlier")

@@ -1,0 +1,170 @@
+"""What the `reactive` CLI prints: aligned text tables for people, JSON for scripts.
+
+Every listing command renders its rows through one function here, so the text and
+the JSON forms of a listing stay in step. Tables shorten long cells (JSON never does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from ._changes import EntityChange
+from ._delivery import DeliveryRow
+from ._doctor import DoctorReport
+from ._host import Transition
+
+CELL_WIDTH = 48
+"""Longest cell a table prints before shortening it with an ellipsis."""
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def arrow() -> str:
+    """The arrow used in `from → to`, or `->` where stdout cannot print it."""
+    return "→" if _encodable("→…") else "->"
+
+
+def ellipsis() -> str:
+    """The character that marks a shortened cell."""
+    return "…" if _encodable("…") else "~"
+
+
+def display_url(url: str) -> str:
+    """A database URL fit to print: any password masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def fmt_time(value: datetime | None) -> str:
+    """A timestamp as `YYYY-MM-DD HH:MM:SS` (all stored times are UTC); `-` for none."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+def shorten(text: str, width: int = CELL_WIDTH) -> str:
+    """`text` on one line, cut to `width` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + ellipsis()
+
+
+def fmt_value(value: str | None) -> str:
+    """A transition-log value for a table: `-` for NULL, long values shortened."""
+    return "-" if value is None else shorten(value, 28)
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Rows under upper-case headers, columns aligned; the last column is not padded."""
+    cells = [[str(h).upper() for h in headers]]
+    cells += [[shorten(str(c)) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        padded = [c.ljust(w) for c, w in zip(row[:-1], widths)] + [row[-1]]
+        lines.append("  ".join(padded).rstrip())
+    return "\n".join(lines)
+
+
+# -- JSON -----------------------------------------------------------------------------
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_json(value: Any) -> str:
+    """Dataclasses, datetimes (ISO 8601) and containers as indented JSON."""
+    return json.dumps(_plain(value), indent=2, ensure_ascii=False)
+
+
+# -- the listings ---------------------------------------------------------------------
+
+def transitions_table(rows: Sequence[Transition]) -> str:
+    """`reactive transitions`: time, kind, id, field, from → to."""
+    if not rows:
+        return "no transitions"
+    to = arrow()
+    return render_table(
+        ["time", "kind", "id", "field", f"from {to} to"],
+        ([fmt_time(r.transitioned_at), r.kind, r.entity_id, r.field,
+          f"{fmt_value(r.from_value)} {to} {fmt_value(r.to_value)}"] for r in rows),
+    )
+
+
+def change_label(change: EntityChange) -> str:
+    """`created`, `deleted` or `updated`."""
+    if change.is_tombstone:
+        return "deleted"
+    return "created" if change.is_create else "updated"
+
+
+def changes_table(rows: Sequence[EntityChange]) -> str:
+    """`reactive changes`: seq, time, kind, id, what, changed fields, actor, reason."""
+    if not rows:
+        return "no changes"
+    return render_table(
+        ["seq", "time", "kind", "id", "what", "changed", "actor", "reason"],
+        ([c.seq, fmt_time(c.occurred_at), c.kind, c.id, change_label(c),
+          ",".join(c.changed_fields) or "-", f"{c.actor.type}:{c.actor.id}",
+          c.reason or "-"] for c in rows),
+    )
+
+
+def deliveries_table(rows: Sequence[DeliveryRow]) -> str:
+    """`reactive deliveries`: id, group, kind:id, status, attempts, last error."""
+    if not rows:
+        return "no deliveries"
+    return render_table(
+        ["id", "change", "group", "entity", "status", "attempts", "last error"],
+        ([d.id, f"#{d.change_seq}", d.group, f"{d.kind}:{d.entity_id}", d.status, d.attempts,
+          d.last_error or "-"] for d in rows),
+    )
+
+
+def doctor_text(report: DoctorReport) -> str:
+    """`reactive doctor`: plugins, every plugin table, stale declarations, dead letters."""
+    lines = [f"plugins: {', '.join(report.plugins) or 'none'}", ""]
+    if report.tables:
+        lines.append(render_table(
+            ["table", "plugin", "status", "detail"],
+            ([t.table, t.plugin or "-", t.status, t.detail] for t in report.tables),
+        ))
+    else:
+        lines.append("no plugin tables")
+    lines.append("")
+    stale = ", ".join(report.stale_declarations)
+    lines.append(f"stale declarations: {stale or 'none'}"
+                 + (" (declared non-reactive, but no plugin adds these tables)" if stale else ""))
+    lines.append(f"dead letters: {report.dead_letters}"
+                 + (" (see `reactive deliveries --dead`)" if report.dead_letters else ""))
+    problems = len(report.undeclared) + len(report.stale_declarations)
+    lines.append("")
+    lines.append("ok" if report.ok else
+                 f"{problems} problem{'s' if problems != 1 else ''}: declare each undeclared "
+                 "table with registry.declare_non_reactive_state, or back a kind with it")
+    return "\n".join(lines)
+
+
+def doctor_json(report: DoctorReport) -> str:
+    """The doctor report as JSON, with `ok` and the undeclared table names."""
+    data = _plain(report)
+    data["ok"] = report.ok
+    data["undeclared"] = [t.table for t in report.undeclared]
+    return to_json(data)
