@@ -211,7 +211,7 @@ class Catalog:
             seen.append(prev)
             return state
 
-        nxt = self._systems.mutate_in(tx, system_id, apply, actor, reason)
+        nxt = self._systems.mutate_in(tx, system_id, apply, actor=actor, reason=reason)
         prev = seen[-1] if seen else None
         _, changed = diff_states(_state_json(prev), _state_json(nxt))
         return SystemWrite(prev=prev, next=nxt, changed_fields=changed)
@@ -236,7 +236,7 @@ class Catalog:
         def drop_edges(inner: Connection, _prev: CatalogSystem | None) -> None:
             delete_edges_in(inner, self._db, system_id)
 
-        self._systems.remove_in(tx, system_id, drop_edges, actor, reason)
+        self._systems.remove_in(tx, system_id, drop_edges, actor=actor, reason=reason)
 
     async def get_system(self, system_id: str) -> CatalogSystem | None:
         """System `system_id`, or None when the catalog does not hold it."""

@@ -76,7 +76,8 @@ def value_text(value: Any) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    return stable_json(value)
+    text = stable_json(value)
+    return None if text == "null" else text
 
 
 def diff_states(

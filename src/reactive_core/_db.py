@@ -148,6 +148,9 @@ class Database:
         """Create every table of `metadatas` that does not exist yet."""
 
         def create(tx: Connection) -> None:
+            if self.dialect == "postgresql":
+                # Instances starting together must not race to create the same types.
+                tx.execute(_PG_LOCK, {"key": _SCHEMA_LOCK_KEY})
             for md in metadatas:
                 md.create_all(tx)
 
@@ -285,6 +288,7 @@ class Database:
 
 
 _PG_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_SCHEMA_LOCK_KEY = entity_lock_key("reactive_core", "schema")
 
 
 def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -103,7 +104,9 @@ def state_json(state: BaseModel | None) -> dict[str, Any] | None:
     """The JSON form of a state (aliases applied): what is stored, diffed and delivered."""
     if state is None:
         return None
-    return state.model_dump(mode="json", by_alias=True)
+    # Through pydantic's JSON serializer: NaN and ±inf become null, as JSON has them not.
+    result: dict[str, Any] = json.loads(state.model_dump_json(by_alias=True))
+    return result
 
 
 class EntityHandle(Generic[S]):
@@ -241,32 +244,32 @@ class EntityHandle(Generic[S]):
         reason: str | None = None,
     ) -> S:
         """Apply `apply(tx, prev) -> next` in one transaction; log and deliver the change."""
-        return await self._rt.db.run(self.mutate_in, entity_id, apply, actor, reason)
+        return await self._rt.db.run(self._write, entity_id, apply, actor, reason, False)  # type: ignore[return-value]
 
     def mutate_in(
-        self, tx: Connection, entity_id: str, apply: Apply, actor: Actor | None = None,
+        self, tx: Connection, entity_id: str, apply: Apply, *, actor: Actor | None = None,
         reason: str | None = None,
     ) -> S:
         """`mutate` joined to the unit of work `tx` that the caller already has open."""
-        return self._write(tx, entity_id, apply, actor, reason, remove=False)  # type: ignore[return-value]
+        return self._write(tx, entity_id, apply, actor, reason, False)  # type: ignore[return-value]
 
     async def remove(
         self, entity_id: str, apply: Apply | None = None, *, actor: Actor | None = None,
         reason: str | None = None,
     ) -> None:
         """Tombstone the entity (after running the plugin's own `apply(tx, prev)`, if any)."""
-        await self._rt.db.run(self.remove_in, entity_id, apply, actor, reason)
+        await self._rt.db.run(self._write, entity_id, apply, actor, reason, True)
 
     def remove_in(
-        self, tx: Connection, entity_id: str, apply: Apply | None = None,
+        self, tx: Connection, entity_id: str, apply: Apply | None = None, *,
         actor: Actor | None = None, reason: str | None = None,
     ) -> None:
         """`remove` joined to the unit of work `tx`."""
-        self._write(tx, entity_id, apply, actor, reason, remove=True)
+        self._write(tx, entity_id, apply, actor, reason, True)
 
     def _write(
         self, tx: Connection, entity_id: str, apply: Apply | None, actor: Actor | None,
-        reason: str | None, *, remove: bool,
+        reason: str | None, remove: bool,
     ) -> BaseModel | None:
         kind = self._kind
         if not isinstance(entity_id, str) or not entity_id:
@@ -336,12 +339,13 @@ class EntityHandle(Generic[S]):
             seq = key[0]
         before = prev_json or {}
         after = next_json or {}
-        tx.execute(_INSERT_TRANSITION, [
-            {"change_seq": seq, "kind": kind.kind, "entity_id": entity_id, "field": name,
-             "from_value": value_text(before.get(name)), "to_value": value_text(after.get(name)),
-             "transitioned_at": now}
-            for name in changed
-        ])
+        if changed:
+            tx.execute(_INSERT_TRANSITION, [
+                {"change_seq": seq, "kind": kind.kind, "entity_id": entity_id, "field": name,
+                 "from_value": value_text(before.get(name)),
+                 "to_value": value_text(after.get(name)), "transitioned_at": now}
+                for name in changed
+            ])
         # One delivery per work-queue group of the kind: the groups subscribed here,
         # and those only other instances run (registered in work_queue_routes).
         groups = self._rt.registry.work_queue_groups(kind.kind)

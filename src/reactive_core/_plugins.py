@@ -46,7 +46,13 @@ def make_plugin_manager(
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for plugin in plugins:
-        _register(pm, plugin, plugin_name(plugin))
+        name = plugin_name(plugin)
+        if pm.has_plugin(name) and pm.get_plugin(name) is not plugin:
+            raise PluginLoadError(
+                f"two different plugins are named {name!r}: expected unique plugin names "
+                f"(give each a distinct `name` attribute)"
+            )
+        _register(pm, plugin, name)
     if entry_points:
         allow = _names("REACTIVE_PLUGINS")
         deny = _names("REACTIVE_DISABLE_PLUGINS") or set()
@@ -66,6 +72,8 @@ def make_plugin_manager(
                 continue
             try:
                 obj = ep.load()
+                if isinstance(obj, type):
+                    obj = obj()
             except Exception as exc:
                 raise PluginLoadError(
                     f"plugin {ep.name!r} (entry point {ep.value!r}) failed to import: "

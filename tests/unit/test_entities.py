@@ -248,3 +248,35 @@ async def test_mutate_in_joins_the_callers_unit_of_work(sqlite_url: str) -> None
             await host.db.run(two)
         assert await counters.get_many(["a", "b"]) == {}
         assert await counts(host) == (0, 0, 0)
+
+
+async def test_empty_and_non_finite_states(sqlite_url: str) -> None:
+    from pydantic import BaseModel
+
+    from reactive_core import hookimpl
+
+    class Reading(BaseModel):
+        value: float | None = None
+
+    class Readings:
+        name = "readings"
+
+        @hookimpl
+        def reactive_register(self, registry):  # type: ignore[no-untyped-def]
+            registry.define_entity("reading", state=Reading)
+
+    async with Host(database_url=sqlite_url, plugins=[Readings()], entry_points=False,
+                    config={"run_jobs": False}) as host:
+        readings = host.entity("reading")
+        await readings.mutate("r", lambda tx, prev: Reading())  # exists, no non-null field
+        (created,) = await host.changes()
+        assert created.next == {"value": None} and created.changed_fields == ()
+        await readings.mutate("r", lambda tx, prev: Reading(value=float("nan")))  # NaN = null
+        assert len(await host.changes()) == 1
+        await readings.mutate("r", lambda tx, prev: Reading(value=1.5))
+        await readings.mutate("r", lambda tx, prev: Reading(value=float("inf")))
+        rows = await host.transitions(field="value")
+        assert [(r.from_value, r.to_value) for r in rows] == [(None, "1.5"), ("1.5", None)]
+        assert (await host.changes())[-1].next == {"value": None}
+        await readings.remove("r")
+        assert (await host.changes())[-1].changed_fields == ("value",)
