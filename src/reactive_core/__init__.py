@@ -13,7 +13,7 @@ from ._changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states
 from ._config import ConfigItemError, apply_config_file, apply_config_text
 from ._db import Database, after_commit
 from ._delivery import DeliveryRow
-from ._doctor import DoctorReport, TableFinding, doctor
+from ._doctor import DoctorReport, RouteFinding, TableFinding, doctor
 from ._entities import EntityHandle, with_entity_remove, with_entity_write
 from ._errors import (
     ConfigError,
@@ -53,6 +53,7 @@ __all__ = [
     "ReadThroughCache",
     "Registry",
     "RegistryError",
+    "RouteFinding",
     "SYSTEM_ACTOR",
     "TableFinding",
     "Transition",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, func, select
 
-from ._schema import entity_deliveries
+from ._entities import as_utc, utcnow
+from ._schema import entity_deliveries, work_queue_routes
 
 if TYPE_CHECKING:
     from ._host import Host
@@ -24,6 +26,17 @@ class TableFinding:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RouteFinding:
+    """A work-queue (group, kind) route known to the cluster, with its backlog."""
+
+    group: str
+    kind: str
+    last_seen_at: datetime | None
+    pending: int
+    stale: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DoctorReport:
     """Everything `reactive doctor` checks."""
 
@@ -31,6 +44,7 @@ class DoctorReport:
     stale_declarations: tuple[str, ...]
     dead_letters: int
     plugins: tuple[str, ...]
+    routes: tuple[RouteFinding, ...] = ()
 
     @property
     def undeclared(self) -> tuple[TableFinding, ...]:
@@ -40,7 +54,8 @@ class DoctorReport:
     @property
     def ok(self) -> bool:
         """True when nothing needs an operator's or plugin author's attention."""
-        return not self.undeclared and not self.stale_declarations
+        return (not self.undeclared and not self.stale_declarations
+                and not any(r.stale and r.pending for r in self.routes))
 
 
 async def doctor(host: Host) -> DoctorReport:
@@ -72,4 +87,28 @@ async def doctor(host: Host) -> DoctorReport:
 
     return DoctorReport(tables=tuple(findings), stale_declarations=stale,
                         dead_letters=await host.db.read(dead),
-                        plugins=tuple(host.plugin_names))
+                        plugins=tuple(host.plugin_names),
+                        routes=tuple(await host.db.read(_routes)))
+
+
+# A route is refreshed by every instance that handles it (at start and every 10
+# minutes); one not refreshed for an hour has no live instance.
+_STALE_AFTER = timedelta(hours=1)
+
+
+def _routes(tx: Connection) -> list[RouteFinding]:
+    d, r = entity_deliveries, work_queue_routes
+    pending = dict(
+        ((row.group_name, row.kind), int(row.n)) for row in tx.execute(
+            select(d.c.group_name, d.c.kind, func.count().label("n"))
+            .where(d.c.status == "pending").group_by(d.c.group_name, d.c.kind))
+    )
+    now = utcnow()
+    findings = []
+    for row in tx.execute(select(r).order_by(r.c.group_name, r.c.kind)):
+        seen = as_utc(row.last_seen_at)
+        findings.append(RouteFinding(
+            group=row.group_name, kind=row.kind, last_seen_at=seen,
+            pending=pending.get((row.group_name, row.kind), 0),
+            stale=seen is None or now - seen > _STALE_AFTER))
+    return findings

@@ -9,7 +9,7 @@ EXPECTED = {
     "ConfigItemError", "Database", "DeliveryNotFound", "DeliveryRow", "DoctorReport",
     "DuplicateRegistration", "EntityChange", "EntityHandle", "EntityKind", "Host", "HostConfig",
     "InvalidEntityState", "MemoryCacheStore", "PluginLoadError", "ReactiveCoreError",
-    "ReadThroughCache", "Registry", "RegistryError", "TableFinding", "Transition",
+    "ReadThroughCache", "Registry", "RouteFinding", "RegistryError", "TableFinding", "Transition",
     "UnknownEntityKind", "WorkQueue", "after_commit", "apply_config_file", "apply_config_text",
     "diff_states", "doctor", "hookimpl", "hookspec", "with_entity_remove", "with_entity_write",
 }

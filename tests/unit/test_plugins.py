@@ -197,3 +197,31 @@ async def test_bad_host_config_is_a_clear_error(sqlite_url: str, monkeypatch: py
     monkeypatch.setenv("REACTIVE_POLL_INTERVAL", "soon")
     with pytest.raises(ConfigError, match="poll_interval"):
         Host(database_url=sqlite_url)
+
+
+async def test_doctor_flags_a_stale_route_with_a_backlog(sqlite_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from plugins_for_tests import SubscriberPlugin, increment
+    from reactive_core import WorkQueue
+    from reactive_core._schema import work_queue_routes
+
+    async def handler(change):  # type: ignore[no-untyped-def]
+        pass
+
+    async with Host(database_url=sqlite_url, plugins=[
+            CorePlugin(), SubscriberPlugin("counter", handler, WorkQueue("gone"))],
+            entry_points=False, config={"run_jobs": False}):
+        pass
+    async with Host(database_url=sqlite_url, plugins=[CorePlugin()], entry_points=False,
+                    config={"run_jobs": False}) as host:
+        await host.entity("counter").mutate("a", increment)
+        assert (await doctor(host)).ok
+        await host.db.run(lambda tx: tx.execute(update(work_queue_routes).values(
+            last_seen_at=datetime(2020, 1, 1, tzinfo=UTC))))
+        report = await doctor(host)
+    (route,) = report.routes
+    assert (route.group, route.kind, route.pending, route.stale) == ("gone", "counter", 1, True)
+    assert not report.ok
