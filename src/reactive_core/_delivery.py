@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.to_thread
-from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -209,12 +209,17 @@ def _claim(
     limit: int,
 ) -> list[tuple[DeliveryRow, EntityChange]]:
     now = utcnow()
-    blocked = exists().where(
-        _earlier.c.group_name == _d.c.group_name,
-        _earlier.c.kind == _d.c.kind,
-        _earlier.c.entity_id == _d.c.entity_id,
-        _earlier.c.status == "pending",
-        _earlier.c.id < _d.c.id,
+    # The oldest pending delivery of each (group, kind, entity) is the only claimable
+    # one: that is per-entity order, across every instance of the cluster.
+    first_of_entity = (
+        select(func.min(_earlier.c.id))
+        .where(
+            _earlier.c.group_name == _d.c.group_name,
+            _earlier.c.kind == _d.c.kind,
+            _earlier.c.entity_id == _d.c.entity_id,
+            _earlier.c.status == "pending",
+        )
+        .scalar_subquery()
     )
     query = (
         select(_d.c.id)
@@ -223,7 +228,7 @@ def _claim(
             _routes(routes),
             _d.c.available_at <= now,
             or_(_d.c.lease_expires_at.is_(None), _d.c.lease_expires_at < now),
-            ~blocked,
+            _d.c.id == first_of_entity,
         )
         .order_by(_d.c.id)
         .limit(limit)
@@ -250,14 +255,32 @@ def _claim(
     return [(_delivery_row(r), row_to_change(r)) for r in rows]
 
 
-def _finish(tx: Connection, delivery_id: int, owner: str) -> bool:
-    result = tx.execute(
-        update(_d).where(_d.c.id == delivery_id, _d.c.lease_owner == owner,
-                         _d.c.status == "pending")
-        .values(status="done", finished_at=utcnow(), lease_owner=None, lease_expires_at=None,
-                last_error=None)
-    )
-    return bool(result.rowcount)
+def _settle_and_claim(
+    tx: Connection, done: list[int], routes: list[tuple[str, str]], owner: str, lease: float,
+    limit: int,
+) -> tuple[list[tuple[DeliveryRow, EntityChange]], datetime | None]:
+    """Mark `done` deliveries finished, then claim up to `limit` for `routes`.
+
+    Returns the claimed deliveries and, when none was claimable, when the earliest
+    backing-off one becomes due.
+    """
+    if done:
+        result = tx.execute(
+            update(_d).where(_d.c.id.in_(done), _d.c.lease_owner == owner,
+                             _d.c.status == "pending")
+            .values(status="done", finished_at=utcnow(), lease_owner=None,
+                    lease_expires_at=None, last_error=None)
+        )
+        if result.rowcount < len(done):
+            logger.warning("%d deliveries finished after their lease was lost; they may run "
+                           "again elsewhere", len(done) - result.rowcount)
+    if not routes or limit <= 0:
+        return [], None
+    claimed = _claim(tx, dialect=tx.dialect.name, routes=routes, owner=owner, lease=lease,
+                     limit=limit)
+    if claimed:
+        return claimed, None
+    return [], next_available(tx, routes)
 
 
 def _fail(
@@ -389,6 +412,7 @@ class DispatchSettings:
     retry_max_seconds: float
     poll_interval: float
     concurrency: int
+    batch_delay: float = 0.0
 
 
 class Dispatcher:
@@ -403,8 +427,7 @@ class Dispatcher:
         self._s = settings
         self._waker = Waker()
         self._running: dict[int, DeliveryRow] = {}
-        self._slots = anyio.Semaphore(settings.concurrency)
-        self._idle = anyio.Event()
+        self._done: list[int] = []
 
     def wake(self) -> None:
         """Claim now rather than at the next interval."""
@@ -412,24 +435,33 @@ class Dispatcher:
 
     @property
     def in_flight(self) -> int:
-        """How many deliveries this instance is handling right now."""
-        return len(self._running)
+        """Deliveries this instance is handling or has finished but not yet recorded."""
+        return len(self._running) + len(self._done)
 
     async def run(self, task_group: anyio.abc.TaskGroup) -> None:
-        """Claim and dispatch forever (until cancelled); handlers run in `task_group`."""
+        """Claim and dispatch forever (until cancelled); handlers run in `task_group`.
+
+        Each round is one unit of work: record the deliveries finished since the last
+        round as done, then claim what is claimable now (and, when nothing is, learn
+        when the next backing-off delivery becomes due).
+        """
         heartbeat_every = max(self._s.lease_seconds / 3, 0.05)
         task_group.start_soon(self._heartbeat, heartbeat_every)
         while True:
-            groups = self._registry.local_routes()
+            routes = self._registry.local_routes()
             free = self._s.concurrency - len(self._running)
+            wait = self._s.poll_interval
             claimed: list[tuple[DeliveryRow, EntityChange]] = []
-            # `groups` are the (group, kind) routes this instance has handlers for.
-            if groups and free > 0:
+            done = self._done[:]
+            if done or (routes and free > 0):
                 try:
-                    claimed = await self._db.run(
-                        _claim_fn, self._db.dialect, groups, self._owner, self._s.lease_seconds,
+                    claimed, next_due = await self._db.run(
+                        _settle_and_claim, done, routes, self._owner, self._s.lease_seconds,
                         free,
                     )
+                    del self._done[:len(done)]
+                    if next_due is not None:
+                        wait = min(wait, max((next_due - utcnow()).total_seconds(), 0) + 0.001)
                 except Exception:  # noqa: BLE001 - a database hiccup must not stop delivery
                     logger.exception("claiming deliveries failed; retrying")
             for delivery, change in claimed:
@@ -438,18 +470,17 @@ class Dispatcher:
             if claimed and len(claimed) == free:
                 await anyio.sleep(0)
                 continue
-            await self._waker.wait(await self._next_wait(groups))
+            await self._waker.wait(wait)
+            if self._s.batch_delay > 0:
+                # Let a burst of commits and finished handlers gather into one round.
+                await anyio.sleep(self._s.batch_delay)
 
-    async def _next_wait(self, groups: list[tuple[str, str]]) -> float:
-        wait = self._s.poll_interval
-        if groups:
-            try:
-                nxt = await self._db.read(next_available, groups)
-            except Exception:  # noqa: BLE001
-                return wait
-            if nxt is not None:
-                wait = min(wait, max((nxt - utcnow()).total_seconds(), 0.0) + 0.001)
-        return wait
+    async def flush(self) -> None:
+        """Record the deliveries finished but not yet recorded (on shutdown)."""
+        if self._done:
+            done = self._done[:]
+            await self._db.run(_settle_and_claim, done, [], self._owner, 0.0, 0)
+            del self._done[:len(done)]
 
     async def _handle(self, delivery: DeliveryRow, change: EntityChange) -> None:
         try:
@@ -492,9 +523,7 @@ class Dispatcher:
             log("work-queue %s delivery %s (%s:%s) failed (%s): %s", delivery.group, delivery.id,
                 delivery.kind, delivery.entity_id, outcome or "lease lost", error)
             return
-        if not await self._db.run(_finish, delivery.id, self._owner):
-            logger.warning("delivery %s finished after its lease was lost; it may run "
-                           "again elsewhere", delivery.id)
+        self._done.append(delivery.id)
 
     async def _heartbeat(self, every: float) -> None:
         refreshed = anyio.current_time()
@@ -518,6 +547,7 @@ def _claim_fn(
     tx: Connection, dialect: str, routes: list[tuple[str, str]], owner: str, lease: float,
     limit: int,
 ) -> list[tuple[DeliveryRow, EntityChange]]:
+    """Claim up to `limit` deliveries for `routes` (one unit of work)."""
     return _claim(tx, dialect=dialect, routes=routes, owner=owner, lease=lease, limit=limit)
 
 

@@ -5,37 +5,25 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import (
-    BigInteger,
     Connection,
-    DateTime,
-    Integer,
-    String,
-    bindparam,
-    delete,
     func,
-    insert,
-    literal,
     select,
-    text,
-    update,
 )
 
 from ._changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states, value_text
 from ._db import Database, after_commit, entity_lock_key
 from ._errors import InvalidEntityState, ReactiveCoreError
+from ._hotpath import WriteStatements
 from ._registry import EntityKind, Registry
 from ._schema import (
-    entity_changes,
-    entity_deliveries,
     entity_state,
     entity_transitions,
-    work_queue_routes,
 )
 
 S = TypeVar("S", bound=BaseModel)
@@ -55,6 +43,10 @@ class Runtime:
     db: Database
     registry: Registry
     wake: Callable[[], None]
+    sql: WriteStatements = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sql = WriteStatements(self.db.dialect)
 
 
 def utcnow() -> datetime:
@@ -278,9 +270,16 @@ class EntityHandle(Generic[S]):
                 f"received {entity_id!r}", kind=kind.kind, entity_id=str(entity_id),
                 fields=("<id>",),
             )
-        db = self._rt.db
-        db.advisory_lock(tx, entity_lock_key(kind.kind, entity_id))
-        prev = self.get_in(tx, entity_id)
+        sql = self._rt.sql
+        cur = sql.cursor(tx)
+        sql.lock(cur, entity_lock_key(kind.kind, entity_id))
+        stored: dict[str, Any] | None = None
+        if kind.read is None:
+            stored = sql.load_state(cur, kind.kind, entity_id)
+            prev = (None if stored is None
+                    else validate_state(kind, entity_id, stored, "stored state"))
+        else:
+            prev = self.get_in(tx, entity_id)
         if remove:
             if apply is not None:
                 apply(tx, prev)
@@ -303,97 +302,44 @@ class EntityHandle(Generic[S]):
                     kind=kind.kind, entity_id=entity_id, fields=("<state>",),
                 )
             nxt = validate_state(kind, entity_id, raw, "next state")
-        prev_json = state_json(prev)
+        # What was stored is already the JSON form of prev (it was written from one).
+        prev_json = stored if kind.read is None else state_json(prev)
         next_json = state_json(nxt)
-        delta, changed = diff_states(prev_json, next_json)
         if prev_json is None and next_json is None:
             return None
         if remove:
-            changed = tuple(sorted(prev_json or {}))
-            delta = {}
-        elif not changed and (prev_json is None) == (next_json is None):
-            return nxt
+            changed: tuple[str, ...] = tuple(sorted(prev_json or {}))
+            delta: dict[str, Any] = {}
+        else:
+            delta, changed = diff_states(prev_json, next_json)
+            if not changed and (prev_json is None) == (next_json is None):
+                return nxt
         now = utcnow()
         if kind.read is None:
-            if next_json is None:
-                tx.execute(_DELETE_STATE, {"kind": kind.kind, "entity_id": entity_id})
-            elif prev_json is None:
-                tx.execute(_INSERT_STATE, {"kind": kind.kind, "entity_id": entity_id,
-                                           "state": next_json, "updated_at": now})
-            else:
-                tx.execute(_UPDATE_STATE, {"k": kind.kind, "e": entity_id,
-                                           "state": next_json, "updated_at": now})
+            sql.save_state(cur, kind.kind, entity_id, next_json, existed=prev_json is not None,
+                           now=now)
         actor = actor or SYSTEM_ACTOR
-        change_id = str(uuid.uuid4())
-        values = {
-            "change_id": change_id, "kind": kind.kind, "entity_id": entity_id,
-            "prev": prev_json, "next": next_json, "delta": delta,
-            "changed_fields": list(changed), "actor_type": actor.type, "actor_id": actor.id,
-            "reason": reason, "occurred_at": now,
-        }
-        if db.dialect == "postgresql":
-            seq = tx.execute(_INSERT_CHANGE_PG, values).scalar_one()
-        else:
-            key = tx.execute(_INSERT_CHANGE, values).inserted_primary_key
-            assert key is not None
-            seq = key[0]
-        before = prev_json or {}
-        after = next_json or {}
+        seq = sql.insert_change(
+            cur, change_id=str(uuid.uuid4()), kind=kind.kind, entity_id=entity_id,
+            prev=prev_json, next_=next_json, delta=delta, changed_fields=changed,
+            actor_type=actor.type, actor_id=actor.id, reason=reason, now=now,
+        )
         if changed:
-            tx.execute(_INSERT_TRANSITION, [
-                {"change_seq": seq, "kind": kind.kind, "entity_id": entity_id, "field": name,
-                 "from_value": value_text(before.get(name)),
-                 "to_value": value_text(after.get(name)), "transitioned_at": now}
+            before = prev_json or {}
+            after = next_json or {}
+            sql.insert_transitions(cur, [
+                (seq, kind.kind, entity_id, name, value_text(before.get(name)),
+                 value_text(after.get(name)))
                 for name in changed
-            ])
+            ], now)
         # One delivery per work-queue group of the kind: the groups subscribed here,
         # and those only other instances run (registered in work_queue_routes).
-        groups = self._rt.registry.work_queue_groups(kind.kind)
-        if groups:
-            tx.execute(_INSERT_DELIVERY, [
-                {"change_seq": seq, "group_name": group, "kind": kind.kind,
-                 "entity_id": entity_id, "status": "pending", "attempts": 0,
-                 "available_at": now, "created_at": now}
-                for group in groups
-            ])
-        tx.execute(_INSERT_ROUTED_DELIVERIES, {"seq": seq, "kind": kind.kind,
-                                               "entity_id": entity_id, "now": now,
-                                               "local": groups})
-        if db.dialect == "postgresql":
-            tx.execute(_NOTIFY)
+        sql.insert_deliveries(cur, seq=seq, kind=kind.kind, entity_id=entity_id,
+                              local_groups=self._rt.registry.work_queue_groups(kind.kind),
+                              now=now)
+        sql.notify(cur)
         after_commit(tx, self._rt.wake)
         return nxt
-
-
-_INSERT_STATE = insert(entity_state)
-_UPDATE_STATE = (
-    update(entity_state)
-    .where(entity_state.c.kind == bindparam("k"), entity_state.c.entity_id == bindparam("e"))
-    .values(state=bindparam("state"), updated_at=bindparam("updated_at"))
-)
-_DELETE_STATE = delete(entity_state).where(
-    entity_state.c.kind == bindparam("kind"), entity_state.c.entity_id == bindparam("entity_id")
-)
-_INSERT_CHANGE = insert(entity_changes)
-_INSERT_CHANGE_PG = insert(entity_changes).values(
-    txid=text("pg_current_xact_id()::text::bigint")
-).returning(entity_changes.c.seq)
-_INSERT_TRANSITION = insert(entity_transitions)
-_INSERT_DELIVERY = insert(entity_deliveries)
-_NOW = bindparam("now", type_=DateTime(timezone=True))
-_INSERT_ROUTED_DELIVERIES = insert(entity_deliveries).from_select(
-    ["change_seq", "group_name", "kind", "entity_id", "status", "attempts", "available_at",
-     "created_at"],
-    select(
-        bindparam("seq", type_=BigInteger()), work_queue_routes.c.group_name,
-        work_queue_routes.c.kind, bindparam("entity_id", type_=String()),
-        literal("pending", String()), literal(0, Integer()), _NOW, _NOW,
-    ).where(
-        work_queue_routes.c.kind == bindparam("kind", type_=String()),
-        work_queue_routes.c.group_name.not_in(bindparam("local", expanding=True)),
-    ),
-)
-_NOTIFY = text("SELECT pg_notify('reactive_changes', '')")
 
 
 def row_to_change(row: Any) -> EntityChange:

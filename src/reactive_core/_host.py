@@ -55,6 +55,8 @@ class HostConfig(BaseModel):
     retry_max_seconds: float = Field(300.0, ge=0, description="backoff ceiling")
     poll_interval: float = Field(1.0, gt=0, description="backstop poll of feed and queue")
     dispatch_concurrency: int = Field(16, ge=1, description="handlers running at once")
+    dispatch_batch_delay: float = Field(
+        0.01, ge=0, description="seconds a woken dispatcher waits to gather a burst into one round")
     pool_size: int = Field(5, ge=1, description="PostgreSQL connections kept (as many again may overflow)")
     run_jobs: bool = Field(True, description="run scheduled jobs on this instance")
     plugins: dict[str, Any] = Field(default_factory=dict, description="per-plugin settings")
@@ -128,6 +130,7 @@ class Host:
                 retry_max_seconds=self.config.retry_max_seconds,
                 poll_interval=self.config.poll_interval,
                 concurrency=self.config.dispatch_concurrency,
+                batch_delay=self.config.dispatch_batch_delay,
             ),
         )
         self.registry.add_listener(self._subscriptions_changed)
@@ -190,6 +193,7 @@ class Host:
             await self._tg_cm.__aexit__(None, None, None)
             with anyio.CancelScope(shield=True):
                 try:
+                    await self.dispatcher.flush()
                     await self.db.run(release_leases, self.instance_id)
                 except Exception:  # noqa: BLE001
                     logger.exception("could not release leases on shutdown")
@@ -221,8 +225,11 @@ class Host:
             logger.exception("recording work-queue routes failed")
 
     def _wake(self) -> None:
-        self.feed.wake()
-        self.dispatcher.wake()
+        # Called after every local commit: only wake workers that have work here.
+        if self.registry.has_broadcast:
+            self.feed.wake()
+        if self.registry.has_work_queue:
+            self.dispatcher.wake()
 
     async def _listen(self) -> None:
         """Wake the feed and the dispatcher on NOTIFY from any instance (PostgreSQL)."""

@@ -142,6 +142,8 @@ class Registry:
         self._declarations: dict[str, NonReactiveDeclaration] = {}
         self._jobs: dict[str, Job] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._broadcast_count = 0
+        self._work_queue_count = 0
         self._config_sections: dict[str, ConfigSection] = {}
         self.plugin_manager: pluggy.PluginManager | None = None
         self._host: Host | None = None
@@ -414,11 +416,23 @@ class Registry:
         return sorted({(s.delivery.group, s.kind) for s in self._subscriptions
                        if isinstance(s.delivery, WorkQueue)})
 
+    @property
+    def has_broadcast(self) -> bool:
+        """True when some broadcast subscription exists on this instance."""
+        return self._broadcast_count > 0
+
+    @property
+    def has_work_queue(self) -> bool:
+        """True when this instance handles some work-queue group."""
+        return self._work_queue_count > 0
+
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Call `listener` whenever subscriptions change (the dispatcher re-reads groups)."""
         self._listeners.append(listener)
 
     def _changed(self) -> None:
+        self._broadcast_count = sum(isinstance(s.delivery, Broadcast) for s in self._subscriptions)
+        self._work_queue_count = len(self._subscriptions) - self._broadcast_count
         for listener in self._listeners:
             listener()
 

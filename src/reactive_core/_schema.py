@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -84,8 +85,13 @@ entity_deliveries = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
-    Index("ix_entity_deliveries_claim", "status", "group_name", "available_at"),
-    Index("ix_entity_deliveries_order", "group_name", "kind", "entity_id", "status", "id"),
+    # Pending rows are few and hot; finished ones pile up until retention. Partial
+    # indexes keep claiming independent of the finished backlog.
+    Index("ix_entity_deliveries_pending_entity", "group_name", "kind", "entity_id", "id",
+          postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+    Index("ix_entity_deliveries_pending", "id",
+          postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+    Index("ix_entity_deliveries_status", "status", "id"),
 )
 
 work_queue_routes = Table(
