@@ -19,6 +19,7 @@ dead-lettered after `max_retries` retries.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -28,7 +29,18 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.to_thread
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -204,11 +216,9 @@ def _routes(routes: list[tuple[str, str]]) -> Any:
     return or_(*(and_(_d.c.group_name == g, _d.c.kind == k) for g, k in routes))
 
 
-def _claim(
-    tx: Connection, *, dialect: str, routes: list[tuple[str, str]], owner: str, lease: float,
-    limit: int,
-) -> list[tuple[DeliveryRow, EntityChange]]:
-    now = utcnow()
+@functools.lru_cache(maxsize=64)
+def _claim_statements(dialect: str, routes: tuple[tuple[str, str], ...]) -> tuple[Any, Any, Any]:
+    """The claim round's statements for one set of routes, built once."""
     # The oldest pending delivery of each (group, kind, entity) is the only claimable
     # one: that is per-entity order, across every instance of the cluster.
     first_of_entity = (
@@ -221,37 +231,49 @@ def _claim(
         )
         .scalar_subquery()
     )
+    now = bindparam("now", type_=DateTime(timezone=True))
     query = (
         select(_d.c.id)
         .where(
             _d.c.status == "pending",
-            _routes(routes),
+            _routes(list(routes)),
             _d.c.available_at <= now,
             or_(_d.c.lease_expires_at.is_(None), _d.c.lease_expires_at < now),
             _d.c.id == first_of_entity,
         )
         .order_by(_d.c.id)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer()))
     )
     if dialect == "postgresql":
         query = query.with_for_update(of=_d, skip_locked=True)
-    ids = list(tx.execute(query).scalars())
-    if not ids:
-        return []
-    tx.execute(
-        update(_d).where(_d.c.id.in_(ids))
-        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease),
-                attempts=_d.c.attempts + 1)
+    lease = (
+        update(_d).where(_d.c.id.in_(bindparam("ids", expanding=True)))
+        .values(lease_owner=bindparam("owner"), attempts=_d.c.attempts + 1,
+                lease_expires_at=bindparam("until", type_=DateTime(timezone=True)))
     )
-    rows = tx.execute(
+    load = (
         select(_d, entity_changes.c.change_id, entity_changes.c.prev, entity_changes.c.next,
                entity_changes.c.delta, entity_changes.c.changed_fields,
                entity_changes.c.actor_type, entity_changes.c.actor_id, entity_changes.c.reason,
                entity_changes.c.occurred_at, entity_changes.c.seq)
         .join(entity_changes, entity_changes.c.seq == _d.c.change_seq)
-        .where(_d.c.id.in_(ids))
+        .where(_d.c.id.in_(bindparam("ids", expanding=True)))
         .order_by(_d.c.id)
-    ).all()
+    )
+    return query, lease, load
+
+
+def _claim(
+    tx: Connection, *, dialect: str, routes: list[tuple[str, str]], owner: str, lease: float,
+    limit: int,
+) -> list[tuple[DeliveryRow, EntityChange]]:
+    now = utcnow()
+    query, take, load = _claim_statements(dialect, tuple(routes))
+    ids = list(tx.execute(query, {"now": now, "limit": limit}).scalars())
+    if not ids:
+        return []
+    tx.execute(take, {"ids": ids, "owner": owner, "until": now + timedelta(seconds=lease)})
+    rows = tx.execute(load, {"ids": ids}).all()
     return [(_delivery_row(r), row_to_change(r)) for r in rows]
 
 
@@ -401,6 +423,7 @@ def next_available(tx: Connection, routes: list[tuple[str, str]]) -> datetime | 
 
 
 _ROUTE_REFRESH_SECONDS = 600.0
+_CLAIM_AHEAD = 8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -428,6 +451,7 @@ class Dispatcher:
         self._waker = Waker()
         self._running: dict[int, DeliveryRow] = {}
         self._done: list[int] = []
+        self._handlers = anyio.CapacityLimiter(settings.concurrency)
 
     def wake(self) -> None:
         """Claim now rather than at the next interval."""
@@ -449,7 +473,9 @@ class Dispatcher:
         task_group.start_soon(self._heartbeat, heartbeat_every)
         while True:
             routes = self._registry.local_routes()
-            free = self._s.concurrency - len(self._running)
+            # Claim ahead of the handlers (up to a few rounds' worth), so a burst costs
+            # few rounds; at most `concurrency` handlers run at once.
+            free = self._s.concurrency * _CLAIM_AHEAD - len(self._running)
             wait = self._s.poll_interval
             claimed: list[tuple[DeliveryRow, EntityChange]] = []
             done = self._done[:]
@@ -484,7 +510,8 @@ class Dispatcher:
 
     async def _handle(self, delivery: DeliveryRow, change: EntityChange) -> None:
         try:
-            await self._handle_one(delivery, change)
+            async with self._handlers:
+                await self._handle_one(delivery, change)
         except Exception:  # noqa: BLE001 - the lease expires and the row is retried
             logger.exception("recording the outcome of delivery %s failed", delivery.id)
         finally:

@@ -59,6 +59,9 @@ class HostConfig(BaseModel):
         0.01, ge=0, description="seconds a woken dispatcher waits to gather a burst into one round")
     pool_size: int = Field(5, ge=1, description="PostgreSQL connections kept (as many again may overflow)")
     run_jobs: bool = Field(True, description="run scheduled jobs on this instance")
+    workers: bool = Field(
+        True, description="run the broadcast feed, the work-queue dispatcher and jobs here; "
+                          "False for a client that only reads and writes (CLI commands)")
     plugins: dict[str, Any] = Field(default_factory=dict, description="per-plugin settings")
 
     @classmethod
@@ -156,15 +159,17 @@ class Host:
     async def __aenter__(self) -> Host:
         self.load_plugins()
         await self.db.create_all(core_metadata, *self.registry.metadatas)
-        await self.db.run(register_routes, self.registry.local_routes())
-        await self.feed.start_position()
         self._tg_cm = anyio.create_task_group()
+        if self.config.workers:
+            await self.db.run(register_routes, self.registry.local_routes())
+            await self.feed.start_position()
         self._task_group = await self._tg_cm.__aenter__()
-        self._task_group.start_soon(self.feed.run)
-        self._task_group.start_soon(self.dispatcher.run, self._task_group)
-        if self.db.dialect == "postgresql":
-            self._task_group.start_soon(self._listen)
-        if self.config.run_jobs:
+        if self.config.workers:
+            self._task_group.start_soon(self.feed.run)
+            self._task_group.start_soon(self.dispatcher.run, self._task_group)
+            if self.db.dialect == "postgresql":
+                self._task_group.start_soon(self._listen)
+        if self.config.workers and self.config.run_jobs:
             self._task_group.start_soon(Scheduler(host=self, instance=self.instance_id).run)
         self._started = True
         try:
@@ -214,7 +219,7 @@ class Host:
         return self._task_group
 
     def _subscriptions_changed(self) -> None:
-        if self._started and self._task_group is not None:
+        if self._started and self._task_group is not None and self.config.workers:
             self._task_group.start_soon(self._record_routes)
         self.dispatcher.wake()
 
@@ -330,6 +335,11 @@ class Host:
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait until every committed change was broadcast here and every delivery this
         instance handles is finished (done or dead), including cascades they cause."""
+        if not self.config.workers:
+            raise ReactiveCoreError(
+                "drain() needs a host that runs workers: this one was configured with "
+                "workers=False"
+            )
         with anyio.fail_after(timeout):
             while True:
                 head = await self.db.read(_head_seq)

@@ -58,9 +58,9 @@ def shorten(text: str, width: int = CELL_WIDTH) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + ellipsis()
 
 
-def fmt_value(value: str | None) -> str:
+def fmt_value(value: str | None, width: int = 28) -> str:
     """A transition-log value for a table: `-` for NULL, long values shortened."""
-    return "-" if value is None else shorten(value, 28)
+    return "-" if value is None else shorten(value, width)
 
 
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -139,7 +139,7 @@ def deliveries_table(rows: Sequence[DeliveryRow]) -> str:
 
 
 def doctor_text(report: DoctorReport) -> str:
-    """`reactive doctor`: plugins, every plugin table, stale declarations, dead letters."""
+    """`reactive doctor`: plugins, plugin tables, work-queue routes, problems."""
     lines = [f"plugins: {', '.join(report.plugins) or 'none'}", ""]
     if report.tables:
         lines.append(render_table(
@@ -149,17 +149,45 @@ def doctor_text(report: DoctorReport) -> str:
     else:
         lines.append("no plugin tables")
     lines.append("")
+    if report.routes:
+        lines.append(render_table(
+            ["group", "kind", "last seen", "pending", "route"],
+            ([r.group, r.kind, fmt_time(r.last_seen_at), r.pending,
+              "stale" if r.stale else "live"] for r in report.routes),
+        ))
+    else:
+        lines.append("no work-queue routes")
+    lines.append("")
     stale = ", ".join(report.stale_declarations)
     lines.append(f"stale declarations: {stale or 'none'}"
                  + (" (declared non-reactive, but no plugin adds these tables)" if stale else ""))
     lines.append(f"dead letters: {report.dead_letters}"
                  + (" (see `reactive deliveries --dead`)" if report.dead_letters else ""))
-    problems = len(report.undeclared) + len(report.stale_declarations)
     lines.append("")
-    lines.append("ok" if report.ok else
-                 f"{problems} problem{'s' if problems != 1 else ''}: declare each undeclared "
-                 "table with registry.declare_non_reactive_state, or back a kind with it")
+    problems = doctor_problems(report)
+    if not problems:
+        lines.append("ok")
+    else:
+        lines.append(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}:")
+        lines += [f"- {problem}" for problem in problems]
     return "\n".join(lines)
+
+
+def doctor_problems(report: DoctorReport) -> list[str]:
+    """What makes `report.ok` false, one sentence each."""
+    problems = [
+        f"table {t.table} (plugin {t.plugin or '?'}) backs no entity kind and is not "
+        "declared: declare it with registry.declare_non_reactive_state" for t in report.undeclared
+    ]
+    problems += [f"declaration of table {table} is stale: no plugin adds that table"
+                 for table in report.stale_declarations]
+    problems += [
+        f"work-queue group {r.group} has {r.pending} pending "
+        f"deliver{'y' if r.pending == 1 else 'ies'} of {r.kind}, but no "
+        f"running instance handles it (last seen {fmt_time(r.last_seen_at)})"
+        for r in report.routes if r.stale and r.pending
+    ]
+    return problems
 
 
 def doctor_json(report: DoctorReport) -> str:
@@ -167,4 +195,5 @@ def doctor_json(report: DoctorReport) -> str:
     data = _plain(report)
     data["ok"] = report.ok
     data["undeclared"] = [t.table for t in report.undeclared]
+    data["problems"] = doctor_problems(report)
     return to_json(data)

@@ -3,7 +3,8 @@
 Global options (`--database-url`, `--plugin`, `-v`) may come before or after the
 command. Errors raised as `ReactiveCoreError` print `error: <message>` and exit 2.
 
-`serve` and `apply` run a full host (they join the cluster while they run). The
+`serve` and `apply` run a full host: they join the cluster while they run, so
+`apply` may also handle deliveries of the work-queue groups it loads. The
 inspecting commands (`transitions`, `changes`, `deliveries`, `doctor`) load the
 plugins and read the database without starting the host's workers, so looking at a
 database never handles its deliveries or runs its jobs.
@@ -32,6 +33,7 @@ from ._db import resolve_database_url
 from ._doctor import doctor
 from ._errors import ConfigError, ReactiveCoreError
 from ._host import Host
+from ._schema import CORE_TABLES
 
 logger = logging.getLogger("reactive_core.cli")
 
@@ -40,19 +42,22 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
 
 # -- options --------------------------------------------------------------------------
 
-def _global_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
+def _global_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
     """`--database-url`, `--plugin`, `-v`; after the command they land in `sub_*` dests."""
-    suppress: dict[str, Any] = {"default": argparse.SUPPRESS} if prefix else {}
+    prefix = "sub_" if after_command else ""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if after_command else value
+
     parser.add_argument(
-        "--database-url", dest=f"{prefix}database_url", metavar="URL", **suppress,
+        "--database-url", dest=f"{prefix}database_url", metavar="URL", default=default(None),
         help="database to use (default: $REACTIVE_DATABASE_URL or sqlite:///./reactive.db)")
     parser.add_argument(
         "--plugin", dest=f"{prefix}plugins", metavar="MODULE:ATTR", action="append",
-        **({"default": argparse.SUPPRESS} if prefix else {"default": []}),
+        default=default([]),
         help="also load this plugin object (repeatable), besides the installed entry points")
     parser.add_argument(
-        "-v", "--verbose", dest=f"{prefix}verbose", action="count",
-        **({"default": argparse.SUPPRESS} if prefix else {"default": 0}),
+        "-v", "--verbose", dest=f"{prefix}verbose", action="count", default=default(0),
         help="log more (repeat for debug output)")
 
 
@@ -62,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reactive", description="Run and inspect a reactive-core host.")
     _global_options(parser)
     common = argparse.ArgumentParser(add_help=False)
-    _global_options(common, prefix="sub_")
+    _global_options(common, after_command=True)
     listing = argparse.ArgumentParser(add_help=False)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -171,7 +176,7 @@ def _make_host(args: argparse.Namespace, config: dict[str, Any]) -> Host:
 @asynccontextmanager
 async def _inspecting(args: argparse.Namespace) -> AsyncIterator[Host]:
     """A host whose plugins are loaded but whose workers never start (read, replay)."""
-    host = _make_host(args, {"run_jobs": False})
+    host = _make_host(args, {"workers": False})
     url = host.db.url
     try:
         host.load_plugins()
@@ -179,9 +184,15 @@ async def _inspecting(args: argparse.Namespace) -> AsyncIterator[Host]:
         if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
             raise ConfigError(f"no database at {parsed.database!r}: expected an existing "
                               "SQLite file (run `reactive apply` or `reactive serve` first)")
-        if "entity_changes" not in await host.table_names():
+        existing = await host.table_names()
+        if "entity_changes" not in existing:
             raise ConfigError(f"database {tables.display_url(url)} has no reactive-core tables: "
                               "expected one that `reactive serve` or `reactive apply` set up")
+        if missing := sorted(CORE_TABLES - existing):
+            raise ConfigError(
+                f"database {tables.display_url(url)} lacks the reactive-core tables "
+                f"{', '.join(missing)} of this version: run `reactive serve` or `reactive apply` "
+                "once to create them")
         yield host
     finally:
         await host.db.close()
@@ -211,7 +222,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 async def cmd_apply(args: argparse.Namespace) -> int:
     """Apply one config file in one transaction; print what changed."""
-    async with _make_host(args, {"run_jobs": False}) as host:
+    async with _make_host(args, {"workers": False}) as host:
         lines = await apply_config_file(host, args.file)
     for line in lines:
         print(line)

@@ -199,3 +199,24 @@ async def test_groups_run_elsewhere_get_deliveries_and_expired_leases_count_as_a
     assert handled == []
     assert row.status == "dead" and row.attempts == 3
     assert row.last_error is not None and row.last_error.startswith("LeaseExpired: 2 earlier")
+
+
+async def test_a_host_without_workers_writes_but_handles_nothing(sqlite_url: str) -> None:
+    from reactive_core import ReactiveCoreError
+
+    handled: list[str] = []
+
+    async def handler(change: EntityChange) -> None:
+        handled.append(change.id)
+
+    plugin = SubscriberPlugin("counter", handler, WorkQueue("g"))
+    async with make_host(sqlite_url, plugin, workers=False) as client:
+        await client.entity("counter").mutate("a", increment)
+        with pytest.raises(ReactiveCoreError, match="workers=False"):
+            await client.drain()
+        await anyio.sleep(0.2)
+        (row,) = await client.deliveries()
+        assert row.status == "pending" and handled == []
+    async with make_host(sqlite_url, plugin) as server:
+        await server.drain()
+    assert handled == ["a"]

@@ -1,0 +1,19 @@
+"""Fixtures of the CLI end-to-end tests (helpers live in cli_support.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cli_support import Cli, cli_env
+
+
+@pytest.fixture
+def cli(tmp_path: Path, sqlite_url: str) -> Iterator[Cli]:
+    """A CLI runner on a fresh SQLite file; kills leftover servers afterwards."""
+    runner = Cli(sqlite_url, tmp_path, cli_env())
+    try:
+        yield runner
+    finally:
+        runner.kill_all()
