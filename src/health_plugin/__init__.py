@@ -1,0 +1,78 @@
+"""The health plugin: checks that run, and per-system health (kind `health`) computed from them.
+
+Checks (`http`, `tcp`, or strategies from other plugins) are attached to catalog
+systems; a scheduler runs each enabled, unpaused check at its interval, once per
+cluster, and records every run in the same transaction as the `health` mutation it
+causes. A system's health is the worst of its checks, each evaluated on its newest
+100 runs with consecutive or window thresholds.
+"""
+
+from __future__ import annotations
+
+from .cleanup import SYSTEM_CLEANUP_GROUP
+from .derivers import (
+    SYSTEM_DEGRADED,
+    SYSTEM_HEALTH_CHANGED,
+    SYSTEM_HEALTHY,
+    HealthChangeClassification,
+    classify_health_change,
+    derive_health_triggers,
+    health_change_payload,
+)
+from .evaluator import HealthStatus, ThresholdMode, Thresholds, evaluate_status
+from .hooks import HealthPlugin, plugin
+from .models import (
+    HEALTH_KIND,
+    Association,
+    AssociationDeclaration,
+    CheckConfiguration,
+    CheckDeclaration,
+    CheckRun,
+    CheckStateTransition,
+    HealthError,
+    HealthSettings,
+    HealthState,
+    InvalidCheck,
+    UnknownCheck,
+    UnknownSystem,
+)
+from .service import AssociationWrite, CheckWrite, HealthService
+from .status import status_rows
+from .strategies import CheckOutcome, Strategy, StrategyContext
+
+__all__ = [
+    "Association",
+    "AssociationDeclaration",
+    "AssociationWrite",
+    "CheckConfiguration",
+    "CheckDeclaration",
+    "CheckOutcome",
+    "CheckRun",
+    "CheckStateTransition",
+    "CheckWrite",
+    "HEALTH_KIND",
+    "HealthChangeClassification",
+    "HealthError",
+    "HealthPlugin",
+    "HealthService",
+    "HealthSettings",
+    "HealthState",
+    "HealthStatus",
+    "InvalidCheck",
+    "SYSTEM_CLEANUP_GROUP",
+    "SYSTEM_DEGRADED",
+    "SYSTEM_HEALTHY",
+    "SYSTEM_HEALTH_CHANGED",
+    "Strategy",
+    "StrategyContext",
+    "ThresholdMode",
+    "Thresholds",
+    "UnknownCheck",
+    "UnknownSystem",
+    "classify_health_change",
+    "derive_health_triggers",
+    "evaluate_status",
+    "health_change_payload",
+    "plugin",
+    "status_rows",
+]

@@ -473,9 +473,11 @@ class Dispatcher:
         task_group.start_soon(self._heartbeat, heartbeat_every)
         while True:
             routes = self._registry.local_routes()
-            # Claim ahead of the handlers (up to a few rounds' worth), so a burst costs
-            # few rounds; at most `concurrency` handlers run at once.
-            free = self._s.concurrency * _CLAIM_AHEAD - len(self._running)
+            # On SQLite (one process, as a rule) claim ahead of the handlers so a burst
+            # costs few rounds; in a PostgreSQL cluster claim only what can run now, so
+            # idle instances get their share. At most `concurrency` handlers run at once.
+            ahead = _CLAIM_AHEAD if self._db.dialect == "sqlite" else 1
+            free = self._s.concurrency * ahead - len(self._running)
             wait = self._s.poll_interval
             claimed: list[tuple[DeliveryRow, EntityChange]] = []
             done = self._done[:]

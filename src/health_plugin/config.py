@@ -1,0 +1,103 @@
+"""The `checks` and `associations` sections of config files (`reactive apply`).
+
+Both run inside the one transaction of the apply, after `systems` (10) and
+`dependencies` (20): `checks` at 30, `associations` at 40, so an association may name
+a system and a check declared in the same file. Any bad item — an unknown strategy, a
+config its strategy refuses (an invalid URL, …), an unknown system or check — raises
+`ConfigItemError` for that item, reported with its line, and the whole file rolls
+back. Unchanged items change nothing and report nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection
+
+from reactive_core import Actor, ConfigItemError
+
+from .models import (
+    AssociationDeclaration,
+    CheckDeclaration,
+    InvalidCheck,
+    UnknownCheck,
+    UnknownSystem,
+)
+from .service import HealthService
+
+if TYPE_CHECKING:
+    from reactive_core import Host
+
+CHECKS_SECTION = "checks"
+ASSOCIATIONS_SECTION = "associations"
+CHECKS_ORDER = 30
+ASSOCIATIONS_ORDER = 40
+
+CONFIG_ACTOR = Actor("config", "apply")
+"""Who changes health declared in a config file (recorded on each health change)."""
+_REASON = "declared in a config file"
+
+
+def apply_checks(tx: Connection, host: Host, items: list[CheckDeclaration]) -> list[str]:
+    """Upsert each declared check; report created and updated ones."""
+    service = HealthService(host)
+    first: dict[str, int] = {}
+    lines: list[str] = []
+    for index, item in enumerate(items):
+        if item.id in first:
+            raise ConfigItemError(
+                index, f"check {item.id!r} is already declared by {CHECKS_SECTION}"
+                       f"[{first[item.id]}]: expected each check id once", field="id")
+        first[item.id] = index
+        try:
+            write = service.upsert_check_in(
+                tx, item.id, strategy=item.strategy, config=item.config, name=item.name,
+                interval_seconds=item.interval_seconds, paused=item.paused,
+                actor=CONFIG_ACTOR, reason=_REASON)
+        except InvalidCheck as exc:
+            raise ConfigItemError(index, f"check {item.id!r}: {exc}", field=exc.field) from exc
+        if write.prev is None:
+            lines.append(f"created check {item.id} ({item.strategy} every "
+                         f"{item.interval_seconds:g}s)")
+        elif write.changed_fields:
+            lines.append(f"updated check {item.id} ({', '.join(write.changed_fields)})")
+    return lines
+
+
+def apply_associations(
+    tx: Connection, host: Host, items: list[AssociationDeclaration]
+) -> list[str]:
+    """Upsert each declared association; report new ones and changes."""
+    service = HealthService(host)
+    first: dict[tuple[str, str], int] = {}
+    lines: list[str] = []
+    for index, item in enumerate(items):
+        pair = f"{item.system} <- {item.check}"
+        key = (item.system, item.check)
+        if key in first:
+            raise ConfigItemError(
+                index, f"association {pair} is already declared by {ASSOCIATIONS_SECTION}"
+                       f"[{first[key]}]: expected each (system, check) pair once", field="check")
+        first[key] = index
+        try:
+            write = service.associate_in(
+                tx, item.system, item.check, enabled=item.enabled, thresholds=item.thresholds,
+                actor=CONFIG_ACTOR, reason=_REASON)
+        except UnknownCheck as exc:
+            raise ConfigItemError(
+                index, f"association {pair}: unknown check {item.check!r}, expected a check "
+                       f"declared under {CHECKS_SECTION!r} in this file or already stored",
+                field="check") from exc
+        except UnknownSystem as exc:
+            raise ConfigItemError(
+                index, f"association {pair}: unknown system {item.system!r}, expected a "
+                       f"system declared under 'systems' in this file or already in the "
+                       f"catalog", field="system") from exc
+        except InvalidCheck as exc:
+            raise ConfigItemError(index, f"association {pair}: {exc}", field=exc.field) from exc
+        if write.prev is None:
+            state = "enabled" if write.next.enabled else "disabled"
+            lines.append(f"associated check {item.check} with system {item.system} ({state})")
+        elif write.changed_fields:
+            lines.append(f"updated association {pair} ({', '.join(write.changed_fields)})")
+    return lines

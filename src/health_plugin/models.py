@@ -1,0 +1,213 @@
+"""The health plugin's values: statuses, the `health` state, checks, associations, runs.
+
+Entity state and inputs are frozen pydantic models. JSON names that the automation
+contract spells in camelCase (`healthyChecks`, `totalChecks`) are aliases; Python
+names stay snake_case. Config-file items (`CheckDeclaration`, `AssociationDeclaration`)
+forbid unknown keys so that a typo is an error naming its line, not a silent default.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from reactive_core import ReactiveCoreError
+
+from .evaluator import HealthStatus, Thresholds
+
+HEALTH_KIND = "health"
+"""The entity kind of per-system health: one entity per system, keyed by system id."""
+
+MAX_ID_LENGTH = 200
+
+
+def _check_id_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank: expected visible characters")
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace")
+    return value
+
+
+class HealthState(BaseModel):
+    """The state of one `health` entity: `{status, healthyChecks, totalChecks}`."""
+
+    model_config = ConfigDict(
+        frozen=True, alias_generator=to_camel, populate_by_name=True, extra="forbid"
+    )
+
+    status: HealthStatus
+    healthy_checks: int = Field(ge=0)
+    total_checks: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _healthy_within_total(self) -> HealthState:
+        if self.healthy_checks > self.total_checks:
+            raise ValueError(
+                f"healthyChecks ({self.healthy_checks}) must not exceed totalChecks "
+                f"({self.total_checks})"
+            )
+        return self
+
+
+class CheckConfiguration(BaseModel):
+    """A stored check: what to run (`strategy` with its `config`) and how often."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    name: str
+    strategy: str
+    config: dict[str, Any]
+    interval_seconds: float
+    paused: bool
+
+
+class Association(BaseModel):
+    """A check attached to a system; only enabled associations count towards health.
+
+    `thresholds` None means the defaults (consecutive mode, 1 / 2 / 5).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system_id: str
+    configuration_id: str
+    enabled: bool
+    thresholds: Thresholds | None = None
+
+    @property
+    def effective_thresholds(self) -> Thresholds:
+        """The thresholds the evaluator uses for this association."""
+        return self.thresholds if self.thresholds is not None else Thresholds()
+
+
+class CheckRun(BaseModel):
+    """One recorded run of a check for one system."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    system_id: str
+    configuration_id: str
+    status: HealthStatus
+    latency_ms: float | None
+    result: dict[str, Any]
+    timestamp: datetime
+
+
+class CheckStateTransition(BaseModel):
+    """A change of one check's evaluated status for one system (per-check history)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    system_id: str
+    configuration_id: str
+    from_status: HealthStatus | None
+    to_status: HealthStatus
+    run_id: int | None
+    transitioned_at: datetime
+
+
+class RunAggregate(BaseModel):
+    """One hourly roll-up of pruned raw runs of a (system, check) pair."""
+
+    model_config = ConfigDict(frozen=True)
+
+    system_id: str
+    configuration_id: str
+    bucket_start: datetime
+    run_count: int
+    healthy_count: int
+    latency_sum_ms: float
+    latency_count: int
+    p95_latency_ms: float | None
+
+
+# -- config-file items ----------------------------------------------------------------
+
+
+class CheckDeclaration(BaseModel):
+    """One item of the `checks` config section.
+
+    `config` is validated against the strategy's own model when the file is applied
+    (strategies come from plugins), and reported with this item's line.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    name: str | None = Field(default=None, min_length=1)
+    strategy: str = Field(min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+    interval_seconds: float = Field(default=60.0, gt=0, le=86_400 * 7)
+    paused: bool = False
+
+    _id_ok = field_validator("id")(_check_id_text)
+
+
+class AssociationDeclaration(BaseModel):
+    """One item of the `associations` config section: attach `check` to `system`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system: str = Field(min_length=1)
+    check: str = Field(min_length=1)
+    enabled: bool = True
+    thresholds: Thresholds | None = None
+
+
+class HealthSettings(BaseModel):
+    """Per-host settings: `Host(config={"plugins": {"health": {...}}})`.
+
+    `scheduler` None (the default) runs the check scheduler exactly when the host runs
+    scheduled jobs (`run_jobs`), so `reactive serve` runs checks and `reactive apply`
+    does not.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scheduler: bool | None = None
+    tick_seconds: float = Field(default=1.0, gt=0, le=60)
+    max_concurrency: int = Field(default=16, ge=1, le=1000)
+    jitter_ratio: float = Field(default=0.05, ge=0, le=0.5)
+    lease_seconds: float = Field(default=300.0, gt=0)
+    run_timeout_seconds: float = Field(default=120.0, gt=0)
+    cache_ttl_seconds: float | None = Field(default=30.0, ge=0)
+    raw_retention_days: float = Field(default=7.0, gt=0)
+    transition_retention_days: float = Field(default=30.0, gt=0)
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+class HealthError(ReactiveCoreError):
+    """Base of the health plugin's errors."""
+
+
+class UnknownCheck(HealthError, LookupError):
+    """A check configuration id was named that does not exist."""
+
+    def __init__(self, message: str, *, check_id: str) -> None:
+        super().__init__(message)
+        self.check_id = check_id
+
+
+class UnknownSystem(HealthError, LookupError):
+    """An association named a system that the catalog does not hold."""
+
+    def __init__(self, message: str, *, system_id: str) -> None:
+        super().__init__(message)
+        self.system_id = system_id
+
+
+class InvalidCheck(HealthError, ValueError):
+    """A check configuration was refused: unknown strategy, bad strategy config, bad id."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
