@@ -208,6 +208,6 @@ class UnknownSystem(HealthError, LookupError):
 class InvalidCheck(HealthError, ValueError):
     """A check configuration was refused: unknown strategy, bad strategy config, bad id."""
 
-    def __init__(self, message: str, *, field: str) -> None:
+    def __init__(self, message: str, *, field: str | tuple[str | int, ...]) -> None:
         super().__init__(message)
         self.field = field

@@ -215,8 +215,9 @@ class HealthService:
             problems = "; ".join(
                 f"config.{'.'.join(str(p) for p in e['loc']) or '<config>'}: {e['msg']} "
                 f"(received {e.get('input')!r})" for e in exc.errors())
+            first = tuple(exc.errors()[0]["loc"])
             raise InvalidCheck(f"config for strategy {strategy!r} is not valid: {problems}",
-                               field="config") from exc
+                               field=("config", *first)) from exc
         return model.model_dump(mode="json", exclude_defaults=True)
 
     async def upsert_check(

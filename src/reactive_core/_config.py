@@ -40,10 +40,13 @@ class ConfigSection:
 class ConfigItemError(ConfigError):
     """Raised by a section's `apply` for item `index`; reported with that item's line."""
 
-    def __init__(self, index: int, message: str, field: str | None = None) -> None:
+    def __init__(self, index: int, message: str,
+                 field: str | Sequence[str | int] | None = None) -> None:
         super().__init__(message)
         self.index = index
-        self.field = field
+        # A key of the item, or a path into it such as ("config", "url").
+        self.field: tuple[str | int, ...] = (
+            () if field is None else (field,) if isinstance(field, str) else tuple(field))
 
 
 def _line_of(node: yaml.Node | None, path: Sequence[Any]) -> int | None:
@@ -142,9 +145,7 @@ def apply_parsed(tx: Connection, host: Host, parsed: ParsedConfig,
         try:
             report.extend(section.apply(tx, host, items))
         except ConfigItemError as exc:
-            path: list[Any] = [section.key, exc.index]
-            if exc.field:
-                path.append(exc.field)
+            path: list[Any] = [section.key, exc.index, *exc.field]
             raise ConfigError(f"{parsed.where(*path)}: {section.key}[{exc.index}]: {exc}") from exc
     return report
 
