@@ -32,14 +32,8 @@ _REASON = "declared in a config file"
 def apply_systems(tx: Connection, host: Host, items: list[SystemDeclaration]) -> list[str]:
     """Upsert each declared system; report created and updated ones."""
     catalog = Catalog(host)
-    first: dict[str, int] = {}
     lines: list[str] = []
     for index, item in enumerate(items):
-        if item.id in first:
-            raise ConfigItemError(
-                index, f"system {item.id!r} is already declared by {SYSTEMS_SECTION}"
-                       f"[{first[item.id]}]: expected each system id once", field="id")
-        first[item.id] = index
         try:
             write = catalog.write_system_in(
                 tx, item.id, name=item.name, description=item.description,
@@ -59,16 +53,9 @@ def apply_dependencies(
 ) -> list[str]:
     """Upsert each declared edge; report new edges and impact changes."""
     catalog = Catalog(host)
-    first: dict[tuple[str, str], int] = {}
     lines: list[str] = []
     for index, item in enumerate(items):
         edge = f"{item.source} -> {item.target}"
-        key = (item.source, item.target)
-        if key in first:
-            raise ConfigItemError(
-                index, f"dependency {edge} is already declared by {DEPENDENCIES_SECTION}"
-                       f"[{first[key]}]: expected each edge once", field="target")
-        first[key] = index
         try:
             write = catalog.write_dependency_in(tx, item.source, item.target, item.impact)
         except UnknownSystem as exc:

@@ -44,10 +44,11 @@ class CatalogPlugin:
         registry.on_entity_changed(
             CATALOG_KIND, edge_cleanup_handler(registry), delivery=WorkQueue(EDGE_CLEANUP_GROUP))
         registry.add_config_section(
-            SYSTEMS_SECTION, SystemDeclaration, apply_systems, order=SYSTEMS_ORDER)
+            SYSTEMS_SECTION, SystemDeclaration, apply_systems, order=SYSTEMS_ORDER,
+            identity=["id"])
         registry.add_config_section(
             DEPENDENCIES_SECTION, DependencyDeclaration, apply_dependencies,
-            order=DEPENDENCIES_ORDER)
+            order=DEPENDENCIES_ORDER, identity=["source", "target"])
 
 
 plugin = CatalogPlugin()

@@ -41,14 +41,8 @@ _REASON = "declared in a config file"
 def apply_checks(tx: Connection, host: Host, items: list[CheckDeclaration]) -> list[str]:
     """Upsert each declared check; report created and updated ones."""
     service = HealthService(host)
-    first: dict[str, int] = {}
     lines: list[str] = []
     for index, item in enumerate(items):
-        if item.id in first:
-            raise ConfigItemError(
-                index, f"check {item.id!r} is already declared by {CHECKS_SECTION}"
-                       f"[{first[item.id]}]: expected each check id once", field="id")
-        first[item.id] = index
         try:
             write = service.upsert_check_in(
                 tx, item.id, strategy=item.strategy, config=item.config, name=item.name,
@@ -69,16 +63,9 @@ def apply_associations(
 ) -> list[str]:
     """Upsert each declared association; report new ones and changes."""
     service = HealthService(host)
-    first: dict[tuple[str, str], int] = {}
     lines: list[str] = []
     for index, item in enumerate(items):
         pair = f"{item.system} <- {item.check}"
-        key = (item.system, item.check)
-        if key in first:
-            raise ConfigItemError(
-                index, f"association {pair} is already declared by {ASSOCIATIONS_SECTION}"
-                       f"[{first[key]}]: expected each (system, check) pair once", field="check")
-        first[key] = index
         try:
             write = service.associate_in(
                 tx, item.system, item.check, enabled=item.enabled, thresholds=item.thresholds,

@@ -84,10 +84,11 @@ class HealthPlugin:
             delivery=WorkQueue(SYSTEM_CLEANUP_GROUP))
         registry.add_job(RETENTION_JOB, retention_job, every=RETENTION_EVERY_SECONDS)
         registry.add_config_section(
-            CHECKS_SECTION, CheckDeclaration, apply_checks, order=CHECKS_ORDER)
+            CHECKS_SECTION, CheckDeclaration, apply_checks, order=CHECKS_ORDER,
+            identity=["id"])
         registry.add_config_section(
             ASSOCIATIONS_SECTION, AssociationDeclaration, apply_associations,
-            order=ASSOCIATIONS_ORDER)
+            order=ASSOCIATIONS_ORDER, identity=["system", "check"])
 
     @hookimpl
     def reactive_health_strategies(self) -> list[Strategy]:

@@ -35,6 +35,7 @@ class ConfigSection:
     apply: SectionApply
     order: int
     plugin: str | None
+    identity: tuple[str, ...] = ()
 
 
 class ConfigItemError(ConfigError):
@@ -120,6 +121,7 @@ def parse_config(text: str, sections: Sequence[ConfigSection], *, source: str) -
                 f"received {type(value).__name__}"
             )
         models: list[BaseModel] = []
+        seen: dict[tuple[Any, ...], int] = {}
         for index, item in enumerate(value):
             try:
                 models.append(section.model.model_validate(item))
@@ -130,6 +132,15 @@ def parse_config(text: str, sections: Sequence[ConfigSection], *, source: str) -
                     for err in exc.errors()
                 ]
                 raise ConfigError("\n".join(problems)) from exc
+            if section.identity:
+                ident = tuple(getattr(models[-1], name) for name in section.identity)
+                if ident in seen:
+                    shown = ", ".join(f"{n} {v!r}" for n, v in zip(section.identity, ident))
+                    raise ConfigError(
+                        f"{parsed.where(key, index, section.identity[-1])}: {key}[{index}] "
+                        f"({shown}) is already declared by {key}[{seen[ident]}]: expected "
+                        f"each item once")
+                seen[ident] = index
         parsed.items[str(key)] = models
     return parsed
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import ModuleType
@@ -309,13 +309,16 @@ class Registry:
 
     def add_config_section(
         self, key: str, model: type[BaseModel], apply: SectionApply, *, order: int = 100,
+        identity: Sequence[str] = (),
     ) -> None:
         """Accept top-level `key` in config files: a list of `model` items.
 
         `apply(tx, host, items) -> [lines describing what changed]` runs inside the one
         transaction of `reactive apply`; it must be idempotent (unchanged items change
         nothing) and may raise `ConfigItemError(index, message)`. Sections apply in
-        ascending `order` (systems before dependencies before checks, …).
+        ascending `order` (systems before dependencies before checks, …). `identity`
+        names the fields that identify an item: two items of a file with the same
+        values are refused, naming both.
         """
         if not isinstance(key, str) or not key.strip():
             raise RegistryError(f"add_config_section: key must be a non-empty string, received {key!r}")
@@ -329,8 +332,16 @@ class Registry:
                 f"config section {key!r} added by plugin {self.current_plugin!r} is already "
                 f"added by plugin {self._config_sections[key].plugin!r}"
             )
+        missing = [name for name in identity if name not in model.model_fields]
+        if missing:
+            raise RegistryError(
+                f"add_config_section({key!r}): identity names {', '.join(missing)}, which "
+                f"{model.__name__} has no field for: expected some of "
+                f"{', '.join(model.model_fields)}"
+            )
         self._config_sections[key] = ConfigSection(
-            key=key, model=model, apply=apply, order=order, plugin=self.current_plugin
+            key=key, model=model, apply=apply, order=order, plugin=self.current_plugin,
+            identity=tuple(identity),
         )
 
     @property

@@ -145,7 +145,7 @@ async def test_bad_config_is_refused_naming_the_line_and_nothing_is_stored(
 
 async def test_duplicate_declarations_are_refused(host: Host) -> None:
     text = GOOD + "  - system: api\n    check: api-http\n"
-    with pytest.raises(ConfigError, match=r"associations\[2\]: association api <- api-http "
-                                          r"is already declared by associations\[0\]"):
+    with pytest.raises(ConfigError, match=r":24: associations\[2\] \(system 'api', check "
+                                          r"'api-http'\) is already declared by associations\[0\]"):
         await apply_config_text(host, text)
     assert await HealthService(host).checks() == []

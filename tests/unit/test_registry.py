@@ -69,6 +69,8 @@ def test_payload_default_form_and_single_mapper_rule() -> None:
         (lambda r: r.on_entity_changed("x", lambda c: None, delivery="queue"), "Broadcast() or WorkQueue"),
         (lambda r: r.declare_non_reactive_state("t", "because", "n"), "raw-sample, sensitive"),
         (lambda r: r.add_job("j", lambda h, s: None), "exactly one of every= or cron="),
+        (lambda r: r.add_config_section("items", Counter, lambda tx, h, i: [], identity=["id"]),
+         "identity names id, which Counter has no field for: expected some of n, label, tags"),
     ],
 )
 def test_registration_errors_say_what_was_received_and_expected(call, message: str) -> None:  # type: ignore[no-untyped-def]
