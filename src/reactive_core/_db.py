@@ -12,9 +12,11 @@ pooled connection and its own transaction.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
+import sniffio
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -98,6 +101,8 @@ class Database:
         self._writing = False
         self._writer_lock = threading.Lock()
         self._writer_conn: Connection | None = None
+        self._writer_thread: threading.Thread | None = None
+        self._writer_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database in ("", ":memory:") or database.startswith("file::memory:"):
@@ -217,7 +222,7 @@ class Database:
                     while self._pending:
                         batch = self._pending[:_MAX_BATCH]
                         del self._pending[:_MAX_BATCH]
-                        await anyio.to_thread.run_sync(self._run_batch, batch)
+                        await self._commit_batch(batch)
                         for done_job in batch:
                             _run_callbacks(done_job.callbacks)
                             done_job.done.set()
@@ -226,6 +231,33 @@ class Database:
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[no-any-return]
+
+    async def _commit_batch(self, batch: list[_Job]) -> None:
+        """Run one batch on the writer thread and wait for it."""
+        if sniffio.current_async_library() != "asyncio":
+            await anyio.to_thread.run_sync(self._run_batch, batch)
+            return
+        # On asyncio a dedicated writer thread answering through the loop costs a
+        # fraction of a general worker-thread hop, and SQLite writes are serial anyway.
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+        if self._writer_thread is None:
+            self._writer_thread = threading.Thread(
+                target=self._writer_loop, name="reactive-sqlite-writer", daemon=True)
+            self._writer_thread.start()
+        self._writer_queue.put((batch, loop, finished))
+        await finished
+
+    def _writer_loop(self) -> None:
+        while True:
+            item = self._writer_queue.get()
+            if item is None:
+                return
+            batch, loop, finished = item
+            try:
+                self._run_batch(batch)
+            finally:
+                loop.call_soon_threadsafe(_resolve, finished)
 
     def _writer(self) -> Connection:
         if self._writer_conn is None or self._writer_conn.closed:
@@ -276,6 +308,10 @@ class Database:
     async def close(self) -> None:
         """Close every connection."""
         def close_all() -> None:
+            if self._writer_thread is not None:
+                self._writer_queue.put(None)
+                self._writer_thread.join()
+                self._writer_thread = None
             with self._writer_lock:
                 if self._writer_conn is not None:
                     self._writer_conn.close()
@@ -289,6 +325,11 @@ class Database:
 
 _PG_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 _SCHEMA_LOCK_KEY = entity_lock_key("reactive_core", "schema")
+
+
+def _resolve(finished: asyncio.Future[None]) -> None:
+    if not finished.done():
+        finished.set_result(None)
 
 
 def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
