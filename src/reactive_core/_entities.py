@@ -236,7 +236,7 @@ class EntityHandle(Generic[S]):
         reason: str | None = None,
     ) -> S:
         """Apply `apply(tx, prev) -> next` in one transaction; log and deliver the change."""
-        return await self._rt.db.run(self._write, entity_id, apply, actor, reason, False)  # type: ignore[return-value]
+        return await self._rt.db.run(self._write, entity_id, apply, actor, reason, False)  # type: ignore[arg-type]
 
     def mutate_in(
         self, tx: Connection, entity_id: str, apply: Apply, *, actor: Actor | None = None,
