@@ -100,6 +100,8 @@ class HealthRuntime:
     def scheduler_enabled(self) -> bool:
         """Whether this host runs the check scheduler (see `HealthSettings.scheduler`)."""
         host = self.require_host()
+        if not host.config.workers:
+            return False  # a client host (CLI apply, listings) runs no background work
         if self.settings.scheduler is None:
             return host.config.run_jobs
         return self.settings.scheduler
