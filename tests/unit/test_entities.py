@@ -280,3 +280,22 @@ async def test_empty_and_non_finite_states(sqlite_url: str) -> None:
         assert (await host.changes())[-1].next == {"value": None}
         await readings.remove("r")
         assert (await host.changes())[-1].changed_fields == ("value",)
+
+
+async def test_cancelled_writers_never_strand_the_writer_or_lose_consistency(
+    sqlite_url: str,
+) -> None:
+    async with make_host(sqlite_url) as host:
+        counters = host.entity("counter")
+        async with anyio.create_task_group() as tg:
+            for i in range(30):
+                tg.start_soon(counters.mutate, f"c{i}", increment)
+            await anyio.sleep(0.001)
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(5):
+            await counters.mutate("after", increment)
+        states = await counters.get_many([f"c{i}" for i in range(30)] + ["after"])
+        changes = await host.changes(kind="counter")
+        # Whatever committed is logged exactly once; nothing is logged that did not commit.
+        assert sorted(c.id for c in changes) == sorted(states)
+        assert all(state.n == 1 for state in states.values())
