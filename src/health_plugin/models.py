@@ -166,7 +166,8 @@ class HealthSettings(BaseModel):
 
     `scheduler` None (the default) runs the check scheduler exactly when the host runs
     scheduled jobs (`run_jobs`), so `reactive serve` runs checks and `reactive apply`
-    does not.
+    does not. `use_env_proxy` (off by default) sends HTTP checks through the proxy
+    named by `HTTP(S)_PROXY`: a health check is meant to reach the target directly.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -180,6 +181,7 @@ class HealthSettings(BaseModel):
     cache_ttl_seconds: float | None = Field(default=30.0, ge=0)
     raw_retention_days: float = Field(default=7.0, gt=0)
     transition_retention_days: float = Field(default=30.0, gt=0)
+    use_env_proxy: bool = False
 
 
 # -- errors ---------------------------------------------------------------------------

@@ -185,7 +185,8 @@ class HealthRuntime:
                 if self.http is not None:
                     outcome = await strategy.run(config, StrategyContext(http=self.http))
                 else:
-                    async with httpx.AsyncClient() as client:
+                    client_cm = httpx.AsyncClient(trust_env=self.settings.use_env_proxy)
+                    async with client_cm as client:
                         outcome = await strategy.run(config, StrategyContext(http=client))
         except TimeoutError:
             return failed(f"strategy {check.strategy!r} overran the run timeout of "
@@ -205,7 +206,7 @@ class HealthRuntime:
         """Open the shared HTTP client and start the scheduler if this host runs it."""
         self.attach(host)
         _ = self.strategies  # duplicate or malformed strategies fail the startup
-        self.http = httpx.AsyncClient()
+        self.http = httpx.AsyncClient(trust_env=self.settings.use_env_proxy)
         if self.scheduler_enabled():
             from .scheduler import CheckScheduler
             from .service import HealthService

@@ -10,8 +10,9 @@ import dataclasses
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 
@@ -19,6 +20,9 @@ from ._changes import EntityChange
 from ._delivery import DeliveryRow
 from ._doctor import DoctorReport
 from ._host import Transition
+
+if TYPE_CHECKING:
+    from ._host import Host
 
 CELL_WIDTH = 48
 """Longest cell a table prints before shortening it with an ellipsis."""
@@ -50,6 +54,27 @@ def display_url(url: str) -> str:
 def fmt_time(value: datetime | None) -> str:
     """A timestamp as `YYYY-MM-DD HH:MM:SS` (all stored times are UTC); `-` for none."""
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+def fmt_duration(seconds: float) -> str:
+    """A short duration: `42s`, `3m 12s`, `5h 03m`, `2d 4h` (negative counts as 0)."""
+    minutes, secs = divmod(max(int(seconds), 0), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def fmt_since(since: datetime | None, now: datetime) -> str:
+    """`2025-06-01 12:00:03 UTC (for 3m 12s)`; `-` when unknown."""
+    if since is None:
+        return "-"
+    return f"{fmt_time(since)} UTC (for {fmt_duration((now - since).total_seconds())})"
 
 
 def shorten(text: str, width: int = CELL_WIDTH) -> str:
@@ -197,3 +222,50 @@ def doctor_json(report: DoctorReport) -> str:
     data["undeclared"] = [t.table for t in report.undeclared]
     data["problems"] = doctor_problems(report)
     return to_json(data)
+
+
+# -- health ---------------------------------------------------------------------------
+
+CATALOG_KIND = "catalog-system"
+"""The catalog plugin's kind, where `reactive status` finds system names (if loaded)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SystemStatus:
+    """One row of `reactive status`: a system's health and since when it holds."""
+
+    system_id: str
+    name: str | None
+    status: str
+    healthy_checks: int
+    total_checks: int
+    since: datetime | None
+
+
+async def system_statuses(host: Host) -> list[SystemStatus]:
+    """Every system with a `health` entity, by id, with its catalog name when known.
+
+    Built on `health_plugin.status_rows`; needs the health plugin loaded in `host`.
+    """
+    from health_plugin import status_rows
+
+    rows = await status_rows(host)
+    names: dict[str, str | None] = {}
+    if rows and CATALOG_KIND in host.registry.kinds:
+        systems = await host.entity(CATALOG_KIND).get_many(r["system_id"] for r in rows)
+        names = {sid: getattr(state, "name", None) for sid, state in systems.items()}
+    return [SystemStatus(system_id=r["system_id"], name=names.get(r["system_id"]),
+                         status=r["status"], healthy_checks=r["healthy_checks"],
+                         total_checks=r["total_checks"], since=r["since"]) for r in rows]
+
+
+def status_table(rows: Sequence[SystemStatus], *, now: datetime) -> str:
+    """`reactive status`: system (and name, when any is known), status, healthy checks,
+    and since when the status holds (UTC, with how long until `now`)."""
+    if not rows:
+        return "no systems with health checks"
+    named = any(r.name is not None for r in rows)
+    headers = ["system", *(["name"] if named else []), "status", "healthy", "since"]
+    return render_table(headers, (
+        [r.system_id, *([r.name or "-"] if named else []), r.status,
+         f"{r.healthy_checks}/{r.total_checks}", fmt_since(r.since, now)] for r in rows))

@@ -5,9 +5,9 @@ command. Errors raised as `ReactiveCoreError` print `error: <message>` and exit 
 
 `serve` and `apply` run a full host: they join the cluster while they run, so
 `apply` may also handle deliveries of the work-queue groups it loads. The
-inspecting commands (`transitions`, `changes`, `deliveries`, `doctor`) load the
-plugins and read the database without starting the host's workers, so looking at a
-database never handles its deliveries or runs its jobs.
+inspecting commands (`status`, `transitions`, `changes`, `deliveries`, `doctor`)
+load the plugins and read the database without starting the host's workers, so
+looking at a database never handles its deliveries, runs its jobs or its checks.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ from ._schema import CORE_TABLES
 logger = logging.getLogger("reactive_core.cli")
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
+HEALTH_KIND = "health"
+"""The health plugin's kind (`health_plugin.HEALTH_KIND`), which `status` lists."""
 
 
 # -- options --------------------------------------------------------------------------
@@ -83,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("-f", "--file", required=True, metavar="FILE",
                        help="YAML config file; applied in one transaction")
 
+    commands.add_parser("status", parents=[common, listing],
+                        help="each system's health: status, healthy checks, since when")
+
     transitions = commands.add_parser("transitions", parents=[common, listing],
                                       help="the per-field transition log, newest last")
     transitions.add_argument("--kind", metavar="K")
@@ -112,10 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("doctor", parents=[common, listing],
                         help="check plugin tables, declarations and dead letters")
 
-    demo = commands.add_parser("demo", parents=[common],
-                               help="a self-contained run of the catalog, printing what happens")
-    demo.add_argument("--seconds", type=float, default=2.0, metavar="N",
-                      help="spread the demo's steps over about N seconds (default 2; 0 = fast)")
+    demo = commands.add_parser(
+        "demo", parents=[common],
+        help="a self-contained run of the catalog and health checks, printing what happens")
+    demo.add_argument("--seconds", type=float, default=10.0, metavar="N",
+                      help="pace the demo to take about N seconds (default 10; 0 = as fast as "
+                           "it goes)")
     return parser
 
 
@@ -231,6 +239,31 @@ async def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_status(args: argparse.Namespace) -> int:
+    """Each system's health, from the health plugin's checks."""
+    async with _inspecting(args) as host:
+        await _require_health(host)
+        rows = await tables.system_statuses(host)
+    now = datetime.now(UTC)
+    print(tables.to_json(rows) if args.json else tables.status_table(rows, now=now))
+    return EXIT_OK
+
+
+async def _require_health(host: Host) -> None:
+    """A clear error unless the health plugin is loaded and its tables exist."""
+    kind = host.registry.kinds.get(HEALTH_KIND)
+    if kind is None:
+        raise ConfigError(
+            "`reactive status` needs the health plugin, which is not loaded: expected the "
+            "installed `health` plugin enabled (not excluded by REACTIVE_PLUGINS or "
+            "REACTIVE_DISABLE_PLUGINS), or --plugin health_plugin:plugin")
+    if missing := sorted(set(kind.tables) - await host.table_names()):
+        raise ConfigError(
+            f"database {tables.display_url(host.db.url)} lacks the health plugin's tables "
+            f"{', '.join(missing)}: run `reactive apply` or `reactive serve` once with the "
+            "health plugin loaded to create them")
+
+
 async def cmd_transitions(args: argparse.Namespace) -> int:
     """List transition rows."""
     async with _inspecting(args) as host:
@@ -278,7 +311,7 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the catalog demo (see `reactive_core._demo`)."""
+    """Run the demo of the catalog and health plugins (see `reactive_core._demo`)."""
     from ._demo import run_demo
 
     plugins = [load_plugin(spec) for spec in args.plugins]
@@ -289,6 +322,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "serve": cmd_serve,
     "apply": cmd_apply,
+    "status": cmd_status,
     "transitions": cmd_transitions,
     "changes": cmd_changes,
     "deliveries": cmd_deliveries,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -30,8 +31,15 @@ def cli_env(**extra: str) -> dict[str, str]:
     env["REACTIVE_PLUGINS"] = "catalog"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(E2E_DIR), env.get("PYTHONPATH")) if p)
     env["PYTHONIOENCODING"] = "utf-8"
+    # Health checks target 127.0.0.1; a proxy from the environment must not get them.
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env.update(extra)
     return env
+
+
+def health_env(**extra: str) -> dict[str, str]:
+    """`cli_env` with the health plugin loaded as well as the catalog."""
+    return cli_env(**{"REACTIVE_PLUGINS": "catalog,health", **extra})
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str,
@@ -45,6 +53,11 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str,
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def table(out: str) -> list[list[str]]:
+    """A printed table as rows of cells (split on runs of two or more spaces)."""
+    return [re.split(r"\s{2,}", line.strip()) for line in out.strip().splitlines()]
 
 
 class Server:

@@ -1,42 +1,104 @@
-"""`reactive demo`: a self-contained catalog run that prints what happens, then exits."""
+"""`reactive demo`: a self-contained run of the catalog and of health checks against a
+flaky local target, printing what happens, then exiting by itself."""
 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
-from cli_support import Cli
+from cli_support import Cli, table
+
+ARROW = "→"
 
 
-def test_demo_prints_changes_triggers_transitions_and_deliveries_then_exits(cli: Cli) -> None:
-    result = cli("demo", "--seconds", "0", url=None, timeout=30)
+def health_blocks(out: str) -> list[tuple[str, dict[str, str]]]:
+    """The printed health changes: (system id, {field or label: value}), in order."""
+    blocks: list[tuple[str, dict[str, str]]] = []
+    for line in out.splitlines():
+        if start := re.match(r"\s+\+\d+\.\d\ds  health:(\S+)\s+(\S+)\s+(.*)$", line):
+            blocks.append((start.group(1), {start.group(2): start.group(3)}))
+        elif blocks and (more := re.match(r"\s{20,}(\S+)\s+(.*)$", line)):
+            blocks[-1][1][more.group(1)] = more.group(2)
+    return blocks
 
-    assert result.returncode == 0, result.stderr
+
+def test_demo_prints_the_catalog_and_the_health_story_then_exits(cli: Cli) -> None:
+    result = cli("demo", "--seconds", "0", url=None, timeout=60)
+
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     out = result.stdout
-    assert re.search(r"change  #1 +catalog-system:web  created by user:demo", out)
-    assert re.search(r"#5 +catalog-system:api  updated", out)
-    assert re.search(r"#7 +catalog-system:cdn  deleted", out)
-    for trigger in ("catalog.created", "catalog.updated", "catalog.deleted"):
-        assert f"triggers  {trigger}" in out
+    # The catalog part.
+    assert re.search(r"change  #1 +catalog-system:web  created by user:demo  "
+                     r"triggers catalog\.created", out)
+    assert re.search(r"#5 +catalog-system:api  updated by user:demo\n +triggers +catalog\.updated",
+                     out)
+    assert re.search(r"#7 +catalog-system:cdn  deleted by user:demo\n +triggers +catalog\.deleted",
+                     out)
     assert '"systemId": "cdn", "changedFields"' in out  # tombstone payload has no name
-    assert 'tags  ["backend"] → ["backend","tier-1"]' in out  # a transition row
-    assert "demo-audit handled #7 catalog-system:cdn (deleted)" in out
+    assert re.search(rf'\n +tags +\["backend"\] {ARROW} \["backend","tier-1"\]\n', out)
+    assert "worker  demo-audit handled #1 #2 #3 #4\n" in out
     assert "web unchanged: nothing logged, nothing delivered (0 new changes)" in out
-    assert "edges   into cdn after catalog-edge-cleanup (delivery 13 done): none" in out
-    assert "edges: api → db (critical), web → api (critical)" in out
-    assert "changes: 7  transitions: 18  deliveries: 14 (14 done); demo-audit handled 7" in out
+    assert re.search(r"edges   into cdn after catalog-edge-cleanup \(delivery \d+ done\): none",
+                     out)
+
+    # The health part: api degrades, turns unhealthy and recovers; db turns unhealthy.
+    assert re.search(r"target  http://127\.0\.0\.1:\d+/ answers 4x 200, 4x 500, 2x no answer, "
+                     r"then 200", out)
+    blocks = health_blocks(out)
+    assert [(system, fields.get("created", "")[:8]) for system, fields in blocks[:2]] == [
+        ("api", "healthy:"), ("db", "healthy:")]
+    api = [fields for system, fields in blocks[2:] if system == "api"]
+    db = [fields for system, fields in blocks[2:] if system == "db"]
+    assert api[0]["status"] == f"healthy {ARROW} degraded"
+    assert api[0]["healthyChecks"] == f"1 {ARROW} 0"
+    assert api[0]["runs"] == "200 200 200 200 500 500 (newest last)"
+    assert api[0]["triggers"] == "healthcheck.system_degraded, healthcheck.system_health_changed"
+    assert api[1]["status"] == f"degraded {ARROW} unhealthy"
+    assert api[1]["runs"].endswith("500 500 500 500 timeout (newest last)")
+    assert api[1]["triggers"] == "healthcheck.system_health_changed"
+    assert api[2]["status"] == f"unhealthy {ARROW} healthy"
+    assert api[2]["runs"].endswith("timeout timeout 200 (newest last)")
+    assert api[2]["triggers"] == "healthcheck.system_healthy, healthcheck.system_health_changed"
+    assert db[0]["status"] == f"healthy {ARROW} unhealthy"
+    assert db[0]["runs"] == "refused refused (newest last)"
+    assert db[0]["triggers"] == "healthcheck.system_degraded, healthcheck.system_health_changed"
+
+    # The status table, then the summary.
+    status = table(out.split("== status (what `reactive status` prints)\n")[1].split("\n\n")[0])
+    assert [row[:4] for row in status] == [["SYSTEM", "NAME", "STATUS", "HEALTHY"],
+                                           ["api", "Orders API", "healthy", "1/1"],
+                                           ["db", "Orders database", "unhealthy", "0/1"]]
+    assert all(re.fullmatch(r"\S+ \S+ UTC \(for \d+s\)", row[4]) for row in status[1:])
+    assert f"edges: api {ARROW} db (critical), web {ARROW} api (critical)" in out
+    assert re.search(r"target: \d+ requests \(4 ok, 4 error, 2 hang, \d+ ok\)", out)
+    assert re.search(r"changes: 7 catalog-system, \d+ health; transitions: \d+\n"
+                     r"deliveries: 21 \(21 done\); demo-audit handled 7\n", out)
+    assert "triggers: catalog.created x4, catalog.updated x2, catalog.deleted x1\n" in out
+    assert re.search(r"healthcheck\.system_degraded x2, healthcheck\.system_health_changed x\d+, "
+                     r"healthcheck\.system_healthy x1", out)
     # The default database is a temporary file, gone afterwards; nothing lands in the cwd.
     location = re.search(r"reactive demo on sqlite:///(\S+)", out)
     assert location is not None and not Path(location.group(1)).exists()
     assert not any(cli.cwd.iterdir())
 
 
-def test_demo_on_a_given_database_leaves_its_history_there(cli: Cli) -> None:
-    result = cli("demo", "--seconds", "0", timeout=30)
-    assert result.returncode == 0, result.stderr
+def test_demo_on_a_given_database_is_paced_and_leaves_its_history_there(
+    cli: Cli, health_cli: Cli,
+) -> None:
+    started = time.monotonic()
+    result = cli("demo", "--seconds", "2", timeout=60)
+    elapsed = time.monotonic() - started
 
-    changes = cli.json("changes")
-    assert [(c["seq"], c["id"]) for c in changes][-1] == (7, "cdn")
-    assert changes[-1]["next"] is None
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the scheduler runs two checks every 0.1s" in result.stdout
+    assert elapsed >= 1.5  # paced (checks every 0.1s instead of 0.05s)
+    changes = cli.json("changes", "--limit", "1000")
+    catalog = [(c["seq"], c["id"]) for c in changes if c["kind"] == "catalog-system"]
+    assert catalog[-1] == (7, "cdn") and changes[6]["next"] is None
+    assert {c["kind"] for c in changes[7:]} == {"health"}
     assert {d["status"] for d in cli.json("deliveries")} == {"done"}
+    # `reactive status` on the demo's database shows where the story ended.
+    assert [(r["system_id"], r["status"]) for r in health_cli.json("status")] == [
+        ("api", "healthy"), ("db", "unhealthy")]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cli_support import Cli, cli_env, sql, sql_write, wait_until
+from cli_support import Cli, cli_env, sql, sql_write, table, wait_until
 
 SYSTEMS = """\
 systems:
@@ -41,11 +41,6 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     assert server.stop() == 0
     yield cli
     cli.kill_all()
-
-
-def table(out: str) -> list[list[str]]:
-    """A printed table as rows of cells (split on runs of two or more spaces)."""
-    return [re.split(r"\s{2,}", line.strip()) for line in out.strip().splitlines()]
 
 
 def outputs(cli: Cli, *argvs: tuple[str, ...]) -> list[str]:

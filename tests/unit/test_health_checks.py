@@ -267,3 +267,18 @@ async def test_scheduler_bounds_concurrency_and_releases_leases_on_exit(
                 select(health_check_schedule.c.lease_owner)
                 .where(health_check_schedule.c.lease_owner.is_not(None))).all())
             assert leased == []
+
+
+@pytest.mark.parametrize("use_env_proxy", [False, True])
+async def test_http_checks_ignore_proxy_variables_unless_told(
+    sqlite_url: str, anyio_backend: str, monkeypatch: pytest.MonkeyPatch, use_env_proxy: bool,
+) -> None:
+    # A proxy that refuses every connection: a check sent through it fails.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with make_host(sqlite_url, use_env_proxy=use_env_proxy) as host, \
+            FlakyTarget([("ok", 10)]) as target:
+        service = await attach(host, "web", "http", {"url": target.url, "timeout_seconds": 1})
+        outcome = await service.run_check("web")
+    assert outcome.status == ("unhealthy" if use_env_proxy else "healthy")
