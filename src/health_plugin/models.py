@@ -183,6 +183,15 @@ class HealthSettings(BaseModel):
     transition_retention_days: float = Field(default=30.0, gt=0)
     use_env_proxy: bool = False
 
+    @model_validator(mode="after")
+    def _lease_outlasts_a_run(self) -> HealthSettings:
+        if self.lease_seconds <= self.run_timeout_seconds:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds:g}) must exceed run_timeout_seconds "
+                f"({self.run_timeout_seconds:g}): a check's lease must outlast its longest "
+                f"run, or another instance may run it at the same time")
+        return self
+
 
 # -- errors ---------------------------------------------------------------------------
 

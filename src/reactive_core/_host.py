@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import uuid
@@ -72,8 +73,17 @@ class HostConfig(BaseModel):
         values: dict[str, Any] = {}
         for name in cls.model_fields:
             env = os.environ.get(f"REACTIVE_{name.upper()}")
-            if env is not None and name != "plugins":
+            if env is not None and name != "plugins":  # REACTIVE_PLUGINS is the allow-list
                 values[name] = env
+        plugin_settings = os.environ.get("REACTIVE_PLUGIN_SETTINGS")
+        if plugin_settings:
+            try:
+                values["plugins"] = json.loads(plugin_settings)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"REACTIVE_PLUGIN_SETTINGS is not valid JSON ({exc}): expected an object "
+                    f'of per-plugin settings such as {{"health": {{"max_concurrency": 8}}}}'
+                ) from exc
         values.update(config or {})
         try:
             return cls.model_validate(values)

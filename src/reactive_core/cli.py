@@ -3,11 +3,13 @@
 Global options (`--database-url`, `--plugin`, `-v`) may come before or after the
 command. Errors raised as `ReactiveCoreError` print `error: <message>` and exit 2.
 
-`serve` and `apply` run a full host: they join the cluster while they run, so
-`apply` may also handle deliveries of the work-queue groups it loads. The
-inspecting commands (`status`, `transitions`, `changes`, `deliveries`, `doctor`)
-load the plugins and read the database without starting the host's workers, so
-looking at a database never handles its deliveries, runs its jobs or its checks.
+Only `serve` (and `demo`) run a host's workers: the broadcast feed, the work-queue
+dispatcher, scheduled jobs and health checks. `apply` is a client (`workers=False`):
+it writes in one transaction and leaves the deliveries it causes to the serving
+instances. The inspecting commands (`status`, `transitions`, `changes`,
+`deliveries`, `doctor`) load the plugins and read the database without starting
+anything, so looking at a database never handles its deliveries, runs its jobs or
+its checks.
 """
 
 from __future__ import annotations
@@ -336,6 +338,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
 def _setup_logging(command: str, verbose: int) -> None:
     base = logging.INFO if command == "serve" else logging.WARNING
     level = max(logging.DEBUG, base - 10 * verbose)
+    # httpx logs every request at INFO: one line per health check run is noise.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 

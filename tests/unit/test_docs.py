@@ -3,17 +3,24 @@ every relative link resolves, and the tutorial and the plugin example actually r
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
+import anyio
 import pytest
 
+import catalog_plugin
+import health_plugin
 import reactive_core
+from health_plugin import hookspecs as health_hookspecs
 from reactive_core import hookspecs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +29,8 @@ REFERENCE = DOCS / "reference.md"
 TUTORIAL = DOCS / "tutorial.md"
 PLUGIN_HOWTO = DOCS / "howto" / "write-a-plugin.md"
 INVENTORY_EXAMPLE = DOCS / "examples" / "inventory.py"
+HEALTH_HOWTO = DOCS / "howto" / "health-checks.md"
+FILE_AGE_EXAMPLE = DOCS / "examples" / "file_age.py"
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
@@ -65,9 +74,18 @@ def _reference_names() -> set[str]:
     return names
 
 
-def _hook_spec_names() -> list[str]:
+def _section(markdown: str, package: str) -> str:
+    """The level-2 section whose heading names `package` in backticks, up to the next one."""
+    text = _without_code_blocks(markdown)
+    match = re.search(rf"^## [^\n]*`{re.escape(package)}`[^\n]*$", text, re.MULTILINE)
+    assert match is not None, f"docs/reference.md has no '## ... `{package}`' section"
+    following = re.search(r"^## ", text[match.end():], re.MULTILINE)
+    return text[match.start(): match.end() + following.start() if following else len(text)]
+
+
+def _hook_spec_names(module: object = hookspecs) -> list[str]:
     return [
-        name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+        name for name, fn in inspect.getmembers(module, inspect.isfunction)
         if getattr(fn, f"{hookspecs.PROJECT}_spec", None) is not None
     ]
 
@@ -92,6 +110,36 @@ def test_every_hook_spec_has_a_reference_heading() -> None:
     )
 
 
+@pytest.mark.parametrize("package", [catalog_plugin, health_plugin], ids=lambda m: m.__name__)
+def test_every_plugin_public_name_has_a_heading_in_its_reference_section(package: object) -> None:
+    name = package.__name__  # type: ignore[attr-defined]
+    section = _section(REFERENCE.read_text(encoding="utf-8"), name)
+    headed = {found for heading in _headings(section)
+              for found in _BACKTICKED_NAME.findall(heading)}
+    missing = sorted(set(package.__all__) - headed)  # type: ignore[attr-defined]
+    assert not missing, (
+        f"the '{name}' section of docs/reference.md has no heading naming {missing}: "
+        f"add e.g. '### `{missing[0]}`' there")
+
+
+def test_health_plugin_hook_specs_have_a_reference_heading() -> None:
+    specs = _hook_spec_names(health_hookspecs)
+    assert "reactive_health_strategies" in specs
+    missing = sorted(set(specs) - _reference_names())
+    assert not missing, f"docs/reference.md has no heading naming hook {missing}"
+
+
+def test_every_host_config_field_is_in_the_reference_table() -> None:
+    text = _without_code_blocks(REFERENCE.read_text(encoding="utf-8"))
+    start = text.index("### `HostConfig`")
+    section = text[start: text.index("\n#", start + 1)]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE))
+    missing = sorted(set(reactive_core.HostConfig.model_fields) - documented)
+    assert not missing, f"the HostConfig table of docs/reference.md lacks rows for {missing}"
+    unknown = sorted(documented - set(reactive_core.HostConfig.model_fields))
+    assert not unknown, f"the HostConfig table of docs/reference.md lists unknown {unknown}"
+
+
 @pytest.mark.parametrize("page", _markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_point_to_existing_files_and_headings(page: Path) -> None:
     broken = []
@@ -108,10 +156,12 @@ def test_relative_links_point_to_existing_files_and_headings(page: Path) -> None
     assert not broken, f"{page.relative_to(ROOT)} has broken links: {broken}"
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], cwd: Path,
+         extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REACTIVE_")}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(cwd), str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+        [str(cwd), str(ROOT / "src"), *filter(None, [(extra or {}).get("PYTHONPATH"),
+                                                    os.environ.get("PYTHONPATH")])])
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -158,3 +208,91 @@ def test_plugin_example_runs(tmp_path: Path) -> None:
     assert "reorder tea: ['PO-tea-16']" in result.stdout
     assert result.stdout.rstrip().endswith(
         "[('inventory_items', 'entity'), ('inventory_movements', 'declared')] True")
+
+
+def _named_blocks(markdown: str, language: str, suffix: str) -> dict[str, str]:
+    """Code blocks whose first line is `# <name><suffix>...`, by name."""
+    named = {}
+    for block in _code_blocks(markdown, language):
+        match = re.match(rf"# (\S+{re.escape(suffix)})\b", block)
+        if match:
+            named[match.group(1)] = block
+    return named
+
+
+def test_health_howto_python_blocks_compile_or_are_excerpts_of_the_strategy_example() -> None:
+    text = HEALTH_HOWTO.read_text(encoding="utf-8")
+    scripts = _named_blocks(text, "python", ".py")
+    assert set(scripts) == {"runs.py", "watch_health.py"}
+    for name, source in scripts.items():
+        compile(source, name, "exec")
+    example = [line.strip() for line in FILE_AGE_EXAMPLE.read_text(encoding="utf-8").splitlines()]
+    joined = "\n".join(line for line in example if line)
+    for block in _code_blocks(text, "python"):
+        if block in scripts.values():
+            continue
+        excerpt = "\n".join(line.strip() for line in block.splitlines() if line.strip())
+        assert excerpt in joined, f"not in docs/examples/file_age.py:\n{block}"
+
+
+def test_health_howto_config_files_apply_as_shown(tmp_path: Path) -> None:
+    text = HEALTH_HOWTO.read_text(encoding="utf-8")
+    files = _named_blocks(text, "yaml", ".yaml")
+    assert set(files) == {"health.yaml", "backups.yaml"}
+    for name, source in files.items():
+        (tmp_path / name).write_text(source, encoding="utf-8")
+    shown = next(b for b in _code_blocks(text, "console")
+                 if b.startswith("$ reactive apply -f health.yaml\n"))
+    expected = shown.split("$ ")[1].splitlines()[1:]
+    cli = [sys.executable, "-m", "reactive_core.cli", "--database-url",
+           f"sqlite:///{tmp_path}/reactive.db"]
+    with_strategy = ["--plugin", "file_age:plugin"]
+    env_path = {"PYTHONPATH": str(DOCS / "examples")}
+
+    first = _run([*cli, "apply", "-f", "health.yaml"], tmp_path, env_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == expected
+    again = _run([*cli, "apply", "-f", "health.yaml"], tmp_path, env_path)
+    assert (again.returncode, again.stdout) == (0, "no changes\n"), again.stderr
+
+    refused = _run([*cli, "apply", "-f", "backups.yaml"], tmp_path, env_path)
+    assert refused.returncode == 2
+    assert "unknown strategy 'file-age': expected one of http, tcp" in refused.stderr
+    backups = _run([*cli, *with_strategy, "apply", "-f", "backups.yaml"], tmp_path, env_path)
+    assert backups.returncode == 0, backups.stderr
+    assert "created check backups-heartbeat (file-age every 60s)" in backups.stdout
+
+    status = _run([*cli, "status", "--json"], tmp_path, env_path)
+    assert status.returncode == 0, status.stderr
+    assert [(r["system_id"], r["status"], r["healthy_checks"], r["total_checks"])
+            for r in json.loads(status.stdout)] == [
+        ("api", "healthy", 1, 1), ("backups", "healthy", 1, 1), ("db", "healthy", 1, 1)]
+
+
+def test_file_age_example_strategy_judges_how_old_the_file_is(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("file_age_example", FILE_AGE_EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    strategy = module.FileAgeStrategy()
+    heartbeat = tmp_path / "done"
+    heartbeat.touch()
+    config = strategy.config_model(path=str(heartbeat), degraded_after_seconds=60,
+                                   unhealthy_after_seconds=120)
+
+    async def run() -> list[str]:
+        context = health_plugin.StrategyContext(http=None)  # type: ignore[arg-type]
+        statuses = [(await strategy.run(config, context)).status]
+        for age in (90, 300):
+            os.utime(heartbeat, (time.time() - age, time.time() - age))
+            statuses.append((await strategy.run(config, context)).status)
+        heartbeat.unlink()
+        missing = await strategy.run(config, context)
+        assert missing.result["error"].startswith("FileNotFoundError")
+        return [*statuses, missing.status]
+
+    assert anyio.run(run) == ["healthy", "degraded", "unhealthy", "unhealthy"]
+    with pytest.raises(ValueError, match="must not exceed"):
+        strategy.config_model(path="x", degraded_after_seconds=9, unhealthy_after_seconds=1)
+    plugin = module.plugin
+    assert [s.name for s in plugin.reactive_health_strategies()] == ["file-age"]

@@ -225,3 +225,14 @@ async def test_doctor_flags_a_stale_route_with_a_backlog(sqlite_url: str) -> Non
     (route,) = report.routes
     assert (route.group, route.kind, route.pending, route.stale) == ("gone", "counter", 1, True)
     assert not report.ok
+
+
+async def test_plugin_settings_from_the_environment(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REACTIVE_PLUGIN_SETTINGS", '{"health": {"max_concurrency": 3}}')
+    assert Host(database_url=sqlite_url).config.plugins == {"health": {"max_concurrency": 3}}
+    assert Host(database_url=sqlite_url, config={"plugins": {}}).config.plugins == {}
+    monkeypatch.setenv("REACTIVE_PLUGIN_SETTINGS", "{health: 3}")
+    with pytest.raises(ConfigError, match="REACTIVE_PLUGIN_SETTINGS is not valid JSON"):
+        Host(database_url=sqlite_url)
