@@ -73,7 +73,7 @@ def resolve_database_url(url: str | None) -> str:
 class _Job:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event | None = None  # created only for a caller that waits on a leader
     result: Any = None
     error: BaseException | None = None
     callbacks: list[Callable[[], None]] = field(default_factory=list)
@@ -143,7 +143,8 @@ class Database:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql(begin_sql)
+            # Straight to the driver: this runs once per unit of work, on the hot path.
+            conn.connection.dbapi_connection.execute(begin_sql)  # type: ignore[union-attr]
 
         return engine
 
@@ -183,7 +184,7 @@ class Database:
             result, callbacks = self._run_pg(fn, args)
             _run_callbacks(callbacks)
             return result
-        job = _Job(fn, args, done=None)  # type: ignore[arg-type]
+        job = _Job(fn, args)
         self._run_batch([job])
         if job.error is not None:
             raise job.error
@@ -212,6 +213,7 @@ class Database:
         job = _Job(fn, args)
         self._pending.append(job)
         if self._writing:
+            job.done = anyio.Event()
             await job.done.wait()
         else:
             # This caller leads: it commits batches until the queue is empty. Shielded,
@@ -225,7 +227,8 @@ class Database:
                         await self._commit_batch(batch)
                         for done_job in batch:
                             _run_callbacks(done_job.callbacks)
-                            done_job.done.set()
+                            if done_job.done is not None:
+                                done_job.done.set()
             finally:
                 self._writing = False
         if job.error is not None:

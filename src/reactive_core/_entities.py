@@ -314,7 +314,7 @@ class EntityHandle(Generic[S]):
             delta, changed = diff_states(prev_json, next_json)
             if not changed and (prev_json is None) == (next_json is None):
                 return nxt
-        now = utcnow()
+        now = sql.stamp(utcnow())
         if kind.read is None:
             sql.save_state(cur, kind.kind, entity_id, next_json, existed=prev_json is not None,
                            now=now)

@@ -60,7 +60,8 @@ class WriteStatements:
             f"SELECT {p}, group_name, kind, {p}, 'pending', 0, {p}, {p} "
             f"FROM work_queue_routes WHERE kind = {p} AND {not_local}")
 
-    def _time(self, value: datetime) -> Any:
+    def stamp(self, value: datetime) -> Any:
+        """`value` as the driver parameter for a timestamp column (computed once per write)."""
         if self.postgres:
             return value
         return value.replace(tzinfo=None).isoformat(" ", "microseconds")
@@ -85,45 +86,45 @@ class WriteStatements:
         return json.loads(state) if isinstance(state, str) else state
 
     def save_state(self, cur: Any, kind: str, entity_id: str, state: Any, *, existed: bool,
-                   now: datetime) -> None:
+                   now: Any) -> None:
         """Insert, update or (state None) delete a store-backed entity's row."""
         if state is None:
             cur.execute(self._delete_state, (kind, entity_id))
         elif existed:
-            cur.execute(self._update_state, (_dumps(state), self._time(now), kind, entity_id))
+            cur.execute(self._update_state, (_dumps(state), now, kind, entity_id))
         else:
-            cur.execute(self._insert_state, (kind, entity_id, _dumps(state), self._time(now)))
+            cur.execute(self._insert_state, (kind, entity_id, _dumps(state), now))
 
     def insert_change(
         self, cur: Any, *, change_id: str, kind: str, entity_id: str, prev: Any, next_: Any,
         delta: Any, changed_fields: Sequence[str], actor_type: str, actor_id: str,
-        reason: str | None, now: datetime,
+        reason: str | None, now: Any,
     ) -> int:
         """Append the change; returns its seq."""
         params = (change_id, kind, entity_id,
                   None if prev is None else _dumps(prev),
                   None if next_ is None else _dumps(next_),
                   _dumps(delta), _dumps(list(changed_fields)), actor_type, actor_id, reason,
-                  self._time(now))
+                  now)
         cur.execute(self._insert_change, params)
         if self.postgres:
             return int(cur.fetchone()[0])
         return int(cur.lastrowid)
 
-    def insert_transitions(self, cur: Any, rows: list[tuple[Any, ...]], now: datetime) -> None:
+    def insert_transitions(self, cur: Any, rows: list[tuple[Any, ...]], now: Any) -> None:
         """Rows of (seq, kind, entity_id, field, from_text, to_text)."""
-        stamp = self._time(now)
-        cur.executemany(self._insert_transition, [(*row, stamp) for row in rows])
+
+        cur.executemany(self._insert_transition, [(*row, now) for row in rows])
 
     def insert_deliveries(self, cur: Any, *, seq: int, kind: str, entity_id: str,
-                          local_groups: list[str], now: datetime) -> None:
+                          local_groups: list[str], now: Any) -> None:
         """One pending delivery per work-queue group of `kind`: local ones and routed ones."""
-        stamp = self._time(now)
+
         if local_groups:
             cur.executemany(self._insert_delivery,
-                            [(seq, group, kind, entity_id, stamp, stamp) for group in local_groups])
+                            [(seq, group, kind, entity_id, now, now) for group in local_groups])
         local = local_groups if self.postgres else _dumps(local_groups)
-        cur.execute(self._insert_routed, (seq, entity_id, stamp, stamp, kind, local))
+        cur.execute(self._insert_routed, (seq, entity_id, now, now, kind, local))
 
     def notify(self, cur: Any) -> None:
         """Wake every instance's feed and dispatcher at commit (PostgreSQL)."""
