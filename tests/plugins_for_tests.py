@@ -83,3 +83,15 @@ class SubscriberPlugin:
     @hookimpl
     def reactive_register(self, registry: Any) -> None:
         registry.on_entity_changed(self.kind, self.handler, delivery=self.delivery)
+
+
+def make_health_host(url: str, *extra: object, **health: Any) -> Any:
+    """A host with the catalog and health plugins; checks run only when a test runs them."""
+    import catalog_plugin
+    import health_plugin
+    from reactive_core import Host
+
+    return Host(database_url=url, plugins=[catalog_plugin.plugin, health_plugin.plugin, *extra],
+                entry_points=False,
+                config={"poll_interval": 0.05, "retry_base_seconds": 0.01, "run_jobs": False,
+                        "plugins": {"health": {"scheduler": False, **health}}})

@@ -13,8 +13,6 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import select
 
-import catalog_plugin
-import health_plugin
 from catalog_plugin import Catalog
 from health_plugin import (
     CheckOutcome,
@@ -26,6 +24,7 @@ from health_plugin import (
 from health_plugin.demo import FlakyTarget
 from health_plugin.runtime import runtime_of
 from health_plugin.schema import health_check_schedule
+from plugins_for_tests import make_health_host
 from reactive_core import ConfigError, DuplicateRegistration, EntityChange, Host, hookimpl
 
 pytestmark = pytest.mark.anyio
@@ -33,12 +32,7 @@ pytestmark = pytest.mark.anyio
 EAGER = Thresholds(degraded_min_failures=1, unhealthy_min_failures=1)
 
 
-def make_host(url: str, *extra: object, **health: Any) -> Host:
-    settings = {"scheduler": False, **health}
-    return Host(database_url=url, plugins=[catalog_plugin.plugin, health_plugin.plugin, *extra],
-                entry_points=False,
-                config={"poll_interval": 0.05, "retry_base_seconds": 0.01, "run_jobs": False,
-                        "plugins": {"health": settings}})
+make_host = make_health_host
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import catalog_plugin
-import health_plugin
 from catalog_plugin import Catalog
 from health_plugin import HealthService, HealthState, HealthStatus, ThresholdMode
+from plugins_for_tests import make_health_host
 from reactive_core import ConfigError, Host, apply_config_text
 
 pytestmark = pytest.mark.anyio
@@ -41,11 +40,7 @@ GOOD = textwrap.dedent("""\
     """)
 
 
-def make_host(url: str) -> Host:
-    return Host(database_url=url, plugins=[catalog_plugin.plugin, health_plugin.plugin],
-                entry_points=False,
-                config={"poll_interval": 0.05, "run_jobs": False,
-                        "plugins": {"health": {"scheduler": False}}})
+make_host = make_health_host
 
 
 @pytest.fixture

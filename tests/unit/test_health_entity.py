@@ -8,7 +8,6 @@ from typing import Any
 import anyio
 import pytest
 
-import catalog_plugin
 import health_plugin
 from catalog_plugin import Catalog
 from health_plugin import (
@@ -21,7 +20,7 @@ from health_plugin import (
     UnknownSystem,
     status_rows,
 )
-from plugins_for_tests import SubscriberPlugin
+from plugins_for_tests import SubscriberPlugin, make_health_host
 from reactive_core import EntityChange, Host, WorkQueue, doctor
 
 pytestmark = pytest.mark.anyio
@@ -32,11 +31,7 @@ EAGER = Thresholds(degraded_min_failures=1, unhealthy_min_failures=1)
 TCP = {"host": "127.0.0.1", "port": 9}
 
 
-def make_host(url: str, *extra: object) -> Host:
-    return Host(database_url=url, plugins=[catalog_plugin.plugin, health_plugin.plugin, *extra],
-                entry_points=False,
-                config={"poll_interval": 0.05, "retry_base_seconds": 0.01, "run_jobs": False,
-                        "plugins": {"health": {"scheduler": False}}})
+make_host = make_health_host
 
 
 @pytest.fixture

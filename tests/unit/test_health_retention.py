@@ -8,12 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Connection, func, select
 
-import catalog_plugin
-import health_plugin
 from catalog_plugin import Catalog
 from health_plugin import CheckOutcome, HealthService, HealthStatus, Thresholds
 from health_plugin.retention import p95, retention_job, run_retention_in
 from health_plugin.schema import health_check_run_aggregates, health_check_runs
+from plugins_for_tests import make_health_host
 from reactive_core import Host
 
 pytestmark = pytest.mark.anyio
@@ -22,11 +21,7 @@ BASE = datetime(2025, 1, 1, tzinfo=UTC)
 STEP = timedelta(minutes=20)  # three runs an hour
 
 
-def make_host(url: str) -> Host:
-    return Host(database_url=url, plugins=[catalog_plugin.plugin, health_plugin.plugin],
-                entry_points=False,
-                config={"poll_interval": 0.05, "run_jobs": False,
-                        "plugins": {"health": {"scheduler": False}}})
+make_host = make_health_host
 
 
 @pytest.fixture
