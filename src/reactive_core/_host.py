@@ -18,7 +18,7 @@ import anyio.abc
 import anyio.to_thread
 import pluggy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy import inspect as sa_inspect
 
 from ._changes import EntityChange
@@ -371,6 +371,4 @@ class Host:
 
 
 def _head_seq(tx: Connection) -> int:
-    from sqlalchemy import func
-
     return int(tx.execute(select(func.coalesce(func.max(entity_changes.c.seq), 0))).scalar_one())

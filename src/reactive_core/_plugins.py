@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import pluggy
 
@@ -129,8 +128,3 @@ def run_register(pm: pluggy.PluginManager, registry: Registry) -> None:
 def plugin_names(pm: pluggy.PluginManager) -> list[str]:
     """Names of the registered plugins, in registration order."""
     return [name for name, _ in pm.list_name_plugin()]
-
-
-def hook_results(results: Iterable[Any]) -> list[Any]:
-    """Results of a hook call with the None entries dropped."""
-    return [r for r in results if r is not None]
