@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 
 from reactive_core import (
+    CONFIG_ACTOR,
     Actor,
     ConfigError,
     ConfigItemError,
@@ -164,7 +165,7 @@ def apply_items(tx: Connection, host: Host, decls: list[ItemDeclaration]) -> lis
             raise ConfigItemError(index, f"sku {decl.sku!r} is declared twice", field="sku")
         seen.add(decl.sku)
         before = stock.get_in(tx, decl.sku)
-        after = stock.mutate_in(tx, decl.sku, declare_item(decl), actor=Actor("config", "apply"))
+        after = stock.mutate_in(tx, decl.sku, declare_item(decl), actor=CONFIG_ACTOR)
         if before is None:
             report.append(f"created item {decl.sku}")
         elif before != after:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from reactive_core import Actor, ConfigItemError, InvalidEntityState
+from reactive_core import CONFIG_ACTOR, CONFIG_REASON, ConfigItemError, InvalidEntityState
 
 from .models import DependencyDeclaration, SystemDeclaration
 from .service import Catalog, InvalidDependency, UnknownSystem
@@ -24,9 +24,6 @@ DEPENDENCIES_SECTION = "dependencies"
 SYSTEMS_ORDER = 10
 DEPENDENCIES_ORDER = 20
 
-CONFIG_ACTOR = Actor("config", "apply")
-"""Who changes systems declared in a config file (recorded on each change)."""
-_REASON = "declared in a config file"
 
 
 def apply_systems(tx: Connection, host: Host, items: list[SystemDeclaration]) -> list[str]:
@@ -37,7 +34,8 @@ def apply_systems(tx: Connection, host: Host, items: list[SystemDeclaration]) ->
         try:
             write = catalog.write_system_in(
                 tx, item.id, name=item.name, description=item.description,
-                metadata=item.metadata, tags=item.tags, actor=CONFIG_ACTOR, reason=_REASON)
+                metadata=item.metadata, tags=item.tags, actor=CONFIG_ACTOR,
+                reason=CONFIG_REASON)
         except InvalidEntityState as exc:
             field = exc.fields[0].split(".")[0] if exc.fields else None
             raise ConfigItemError(index, str(exc), field=field) from exc

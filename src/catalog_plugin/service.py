@@ -33,11 +33,11 @@ from sqlalchemy import (
 
 from reactive_core import (
     Actor,
-    Registry,
     Database,
     EntityChange,
     EntityHandle,
     ReactiveCoreError,
+    Registry,
     diff_states,
 )
 

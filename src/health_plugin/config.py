@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from reactive_core import Actor, ConfigItemError
+from reactive_core import CONFIG_ACTOR, CONFIG_REASON, ConfigItemError
 
 from .models import (
     AssociationDeclaration,
@@ -33,9 +33,6 @@ ASSOCIATIONS_SECTION = "associations"
 CHECKS_ORDER = 30
 ASSOCIATIONS_ORDER = 40
 
-CONFIG_ACTOR = Actor("config", "apply")
-"""Who changes health declared in a config file (recorded on each health change)."""
-_REASON = "declared in a config file"
 
 
 def apply_checks(tx: Connection, host: Host, items: list[CheckDeclaration]) -> list[str]:
@@ -47,7 +44,7 @@ def apply_checks(tx: Connection, host: Host, items: list[CheckDeclaration]) -> l
             write = service.upsert_check_in(
                 tx, item.id, strategy=item.strategy, config=item.config, name=item.name,
                 interval_seconds=item.interval_seconds, paused=item.paused,
-                actor=CONFIG_ACTOR, reason=_REASON)
+                actor=CONFIG_ACTOR, reason=CONFIG_REASON)
         except InvalidCheck as exc:
             raise ConfigItemError(index, f"check {item.id!r}: {exc}", field=exc.field) from exc
         if write.prev is None:
@@ -69,7 +66,7 @@ def apply_associations(
         try:
             write = service.associate_in(
                 tx, item.system, item.check, enabled=item.enabled, thresholds=item.thresholds,
-                actor=CONFIG_ACTOR, reason=_REASON)
+                actor=CONFIG_ACTOR, reason=CONFIG_REASON)
         except UnknownCheck as exc:
             raise ConfigItemError(
                 index, f"association {pair}: unknown check {item.check!r}, expected a check "

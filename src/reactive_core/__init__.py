@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from ._cache import CacheEntry, CacheStore, MemoryCacheStore, ReadThroughCache
 from ._changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states
-from ._config import ConfigItemError, apply_config_file, apply_config_text
+from ._config import (
+    CONFIG_ACTOR,
+    CONFIG_REASON,
+    ConfigItemError,
+    apply_config_file,
+    apply_config_text,
+)
 from ._db import Database, after_commit
 from ._delivery import DeliveryRow
 from ._doctor import DoctorReport, RouteFinding, TableFinding, doctor
@@ -32,6 +38,8 @@ from .hookspecs import hookimpl, hookspec
 __all__ = [
     "Actor",
     "Broadcast",
+    "CONFIG_ACTOR",
+    "CONFIG_REASON",
     "CacheEntry",
     "CacheStore",
     "ConfigError",

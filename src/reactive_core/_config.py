@@ -18,12 +18,18 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection
 
+from ._changes import Actor
 from ._errors import ConfigError
 
 if TYPE_CHECKING:
     from ._host import Host
 
 SectionApply = Callable[[Connection, "Host", list[Any]], list[str]]
+
+CONFIG_ACTOR = Actor("config", "apply")
+"""The actor config sections record on the changes a config file causes."""
+CONFIG_REASON = "declared in a config file"
+"""The reason config sections record on the changes a config file causes."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,6 +25,7 @@ from catalog_plugin import (
 )
 from catalog_plugin.schema import catalog_dependencies
 from reactive_core import (
+    CONFIG_ACTOR,
     Actor,
     ConfigError,
     Host,
@@ -414,7 +415,7 @@ async def test_config_apply_declares_systems_and_edges_and_is_idempotent(
     assert await catalog.dependencies() == [dep("api", "db"),
                                             dep("web", "api", Impact.CRITICAL)]
     changes = await host.changes()
-    assert {c.actor for c in changes} == {catalog_plugin.config.CONFIG_ACTOR}
+    assert {c.actor for c in changes} == {CONFIG_ACTOR}
 
     assert await apply_config_text(host, CONFIG) == []
     assert await host.changes() == changes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import reactive_core
 
 EXPECTED = {
-    "SYSTEM_ACTOR", "Actor", "Broadcast", "CacheEntry", "CacheStore", "ConfigError",
+    "CONFIG_ACTOR", "CONFIG_REASON", "SYSTEM_ACTOR", "Actor", "Broadcast", "CacheEntry", "CacheStore", "ConfigError",
     "ConfigItemError", "Database", "DeliveryNotFound", "DeliveryRow", "DoctorReport",
     "DuplicateRegistration", "EntityChange", "EntityHandle", "EntityKind", "Host", "HostConfig",
     "InvalidEntityState", "MemoryCacheStore", "PluginLoadError", "ReactiveCoreError",
