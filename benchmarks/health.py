@@ -18,7 +18,7 @@ Run from the repository root (SQLite in a temp dir; about a minute, `--quick` ~2
    And `read` of all 1,000 systems at once (`get_many`) against the hand-written query
    over the same ids. Both sides must compute identical states (checked).
 2. Check runs per second, sustained, through the scheduler inside a host, against a
-   local HTTP target (`health_plugin.demo.FlakyTarget`, always 200): 100 checks on 100
+   local HTTP target (`health_plugin.flaky.FlakyTarget`, always 200): 100 checks on 100
    systems, interval 0.1 s (demand 1,000 runs/s, more than one SQLite writer can
    record), 16 runs in flight. Each run: an HTTP GET, then one unit of work inserting
    the run, evaluating the check, mutating `health` (prev/next reads, change log on a
@@ -49,9 +49,9 @@ import anyio
 import httpx
 from sqlalchemy import func, select
 
-from health_plugin import HealthPlugin, HealthService, HealthState
-from health_plugin.demo import FlakyTarget
+from health_plugin import HealthPlugin, HealthState, health_service
 from health_plugin.evaluator import MAX_RUNS, aggregate_checks, evaluate_status
+from health_plugin.flaky import FlakyTarget
 from health_plugin.schema import health_check_runs
 from reactive_core import Host
 
@@ -176,7 +176,7 @@ async def bench_reads(folder: Path, quick: bool) -> list[tuple[str, float, float
                     config={"run_jobs": False, "plugins": {"health": {"scheduler": False}}})
 
     async with make_host() as host:  # creates the tables and the checks
-        service = HealthService(host)
+        service = health_service(host)
         for c in range(CHECKS):
             await service.upsert_check(f"check-{c}", strategy="tcp",
                                        config={"host": "127.0.0.1", "port": 9})
@@ -185,7 +185,7 @@ async def bench_reads(folder: Path, quick: bool) -> list[tuple[str, float, float
     await anyio.to_thread.run_sync(bulk_load, path)
     print(f" {time.perf_counter() - started:.1f} s", flush=True)
     async with make_host() as host:
-        service = HealthService(host)
+        service = health_service(host)
         ids = [f"sys-{s:04d}" for s in range(SYSTEMS)]
         handle = host.entity("health")
         hand = connect(path)
@@ -217,7 +217,7 @@ async def bench_reads(folder: Path, quick: bool) -> list[tuple[str, float, float
             it_tx = iter(picks)
             return timed(lambda: handle.get_many_in(tx, [next(it_tx)]), n_one)
 
-        ours_in = await host.db.read(in_unit)
+        ours_in = await host.read(in_unit)
         await service.status(picks[0])
         ours_cached = await atimed(lambda: service.status(picks[0]), n_one)
 
@@ -250,12 +250,12 @@ CONCURRENCY = 16
 async def bench_scheduler(folder: Path, url: str, warmup: float,
                           seconds: float) -> dict[str, float]:
     path = str(folder / "runs.db")
-    settings = {"scheduler": True, "tick_seconds": 0.05, "max_concurrency": CONCURRENCY,
+    settings = {"scheduler": True, "max_concurrency": CONCURRENCY,
                 "jitter_ratio": 0.05}
     async with Host(database_url=f"sqlite:///{path}", plugins=[HealthPlugin()],
                     entry_points=False,
                     config={"run_jobs": False, "plugins": {"health": settings}}) as host:
-        service = HealthService(host)
+        service = health_service(host)
 
         def setup(tx: Any) -> None:
             for n in range(RUN_CHECKS):
@@ -263,10 +263,10 @@ async def bench_scheduler(folder: Path, url: str, warmup: float,
                                         interval_seconds=INTERVAL)
                 service.associate_in(tx, f"sys-{n}", f"web-{n}")
 
-        await host.db.run(setup)
+        await host.run(setup)
 
         async def count() -> int:
-            return int(await host.db.read(lambda tx: tx.execute(
+            return int(await host.read(lambda tx: tx.execute(
                 select(func.count()).select_from(health_check_runs)).scalar_one()))
 
         await anyio.sleep(warmup)

@@ -54,8 +54,8 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from reactive_core import EntityChange, Host, WorkQueue, hookimpl
-from reactive_core._schema import entity_changes
-from reactive_core._schema import metadata as core_metadata
+from reactive_core._store.schema import entity_changes
+from reactive_core._store.schema import metadata as core_metadata
 
 KIND = "bench"
 GROUP = "bench"
@@ -447,7 +447,7 @@ def pg_reachable(admin_url: str) -> tuple[bool, str]:
         with psycopg.connect(admin_url, connect_timeout=3) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
         return True, str(version)
-    except Exception as exc:  # noqa: BLE001 - any failure means: skip PostgreSQL
+    except Exception as exc:
         return False, " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
@@ -505,7 +505,7 @@ def _dist_version(name: str) -> str:
 
     try:
         return version(name)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return "?"
 
 

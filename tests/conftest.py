@@ -9,14 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: "os.PathLike[str]") -> str:
+def sqlite_url(tmp_path: os.PathLike[str]) -> str:
     return f"sqlite:///{tmp_path}/reactive.db"
 
 
@@ -44,7 +43,7 @@ def pg_admin() -> Iterator[str]:
 
         with psycopg.connect(url, connect_timeout=3):
             pass
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"PostgreSQL is required under CI but not reachable at {url}: {exc}")
         pytest.skip(f"PostgreSQL not reachable at {url}: {exc}")

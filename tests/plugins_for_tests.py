@@ -91,7 +91,8 @@ def make_health_host(url: str, *extra: object, **health: Any) -> Any:
     import health_plugin
     from reactive_core import Host
 
-    return Host(database_url=url, plugins=[catalog_plugin.plugin, health_plugin.plugin, *extra],
+    return Host(database_url=url, plugins=[catalog_plugin.CatalogPlugin, health_plugin.HealthPlugin, *extra],
                 entry_points=False,
                 config={"poll_interval": 0.05, "retry_base_seconds": 0.01, "run_jobs": False,
+                        "shutdown_timeout_seconds": 0.5,
                         "plugins": {"health": {"scheduler": False, **health}}})

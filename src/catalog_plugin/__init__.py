@@ -13,7 +13,7 @@ from .derivers import (
     catalog_change_payload,
     derive_catalog_triggers,
 )
-from .hooks import CatalogPlugin, plugin
+from .hooks import CatalogPlugin
 from .models import (
     CATALOG_KIND,
     CatalogSystem,
@@ -30,6 +30,7 @@ from .service import (
     InvalidDependency,
     SystemWrite,
     UnknownSystem,
+    catalog_of,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "CATALOG_DELETED",
     "CATALOG_KIND",
     "CATALOG_UPDATED",
+    "EDGE_CLEANUP_GROUP",
     "Catalog",
     "CatalogError",
     "CatalogPlugin",
@@ -44,13 +46,12 @@ __all__ = [
     "Dependency",
     "DependencyDeclaration",
     "DependencyWrite",
-    "EDGE_CLEANUP_GROUP",
     "Impact",
     "InvalidDependency",
     "SystemDeclaration",
     "SystemWrite",
     "UnknownSystem",
     "catalog_change_payload",
+    "catalog_of",
     "derive_catalog_triggers",
-    "plugin",
 ]

@@ -14,10 +14,10 @@ from sqlalchemy import Connection
 from reactive_core import CONFIG_ACTOR, CONFIG_REASON, ConfigItemError, InvalidEntityState
 
 from .models import DependencyDeclaration, SystemDeclaration
-from .service import Catalog, InvalidDependency, UnknownSystem
+from .service import InvalidDependency, UnknownSystem
 
 if TYPE_CHECKING:
-    from reactive_core import Host
+    from .service import Catalog
 
 SYSTEMS_SECTION = "systems"
 DEPENDENCIES_SECTION = "dependencies"
@@ -26,9 +26,8 @@ DEPENDENCIES_ORDER = 20
 
 
 
-def apply_systems(tx: Connection, host: Host, items: list[SystemDeclaration]) -> list[str]:
+def apply_systems(tx: Connection, catalog: Catalog, items: list[SystemDeclaration]) -> list[str]:
     """Upsert each declared system; report created and updated ones."""
-    catalog = Catalog(host)
     lines: list[str] = []
     for index, item in enumerate(items):
         try:
@@ -47,10 +46,9 @@ def apply_systems(tx: Connection, host: Host, items: list[SystemDeclaration]) ->
 
 
 def apply_dependencies(
-    tx: Connection, host: Host, items: list[DependencyDeclaration]
+    tx: Connection, catalog: Catalog, items: list[DependencyDeclaration]
 ) -> list[str]:
     """Upsert each declared edge; report new edges and impact changes."""
-    catalog = Catalog(host)
     lines: list[str] = []
     for index, item in enumerate(items):
         edge = f"{item.source} -> {item.target}"

@@ -1,10 +1,10 @@
-"""The catalog plugin's hooks; `plugin` is what the `catalog` entry point loads."""
+"""The catalog plugin's hooks; the `catalog` entry point names `CatalogPlugin`."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reactive_core import WorkQueue, hookimpl
+from reactive_core import DemoStep, WorkQueue, hookimpl
 
 from .config import (
     DEPENDENCIES_ORDER,
@@ -14,13 +14,14 @@ from .config import (
     apply_dependencies,
     apply_systems,
 )
+from .demo import CatalogDemo
 from .derivers import catalog_change_payload, derive_catalog_triggers
 from .models import CATALOG_KIND, CatalogSystem, DependencyDeclaration, SystemDeclaration
 from .schema import catalog_dependencies, metadata
-from .service import EDGE_CLEANUP_GROUP, edge_cleanup_handler
+from .service import EDGE_CLEANUP_GROUP, Catalog
 
 if TYPE_CHECKING:
-    from reactive_core import Registry
+    from reactive_core import Host, Registry
 
 
 class CatalogPlugin:
@@ -28,8 +29,11 @@ class CatalogPlugin:
 
     name = "catalog"
 
+    def __init__(self) -> None:
+        self.catalog: Catalog | None = None
+
     @hookimpl
-    def reactive_register(self, registry: Registry) -> None:
+    def reactive_register(self, registry: Registry, host: Host) -> None:
         """Declare the edge table, the kind, its triggers, edge cleanup and config sections."""
         registry.add_tables(metadata)
         registry.declare_non_reactive_state(
@@ -39,16 +43,22 @@ class CatalogPlugin:
             "themselves are reactive catalog-system entities",
         )
         registry.define_entity(CATALOG_KIND, state=CatalogSystem)
+        self.catalog = catalog = Catalog(host)
         registry.register_change_deriver(
             CATALOG_KIND, derive_catalog_triggers, to_payload=catalog_change_payload)
         registry.on_entity_changed(
-            CATALOG_KIND, edge_cleanup_handler(registry), delivery=WorkQueue(EDGE_CLEANUP_GROUP))
+            CATALOG_KIND, catalog.cleanup_edges, delivery=WorkQueue(EDGE_CLEANUP_GROUP))
         registry.add_config_section(
-            SYSTEMS_SECTION, SystemDeclaration, apply_systems, order=SYSTEMS_ORDER,
-            identity=["id"])
+            SYSTEMS_SECTION, SystemDeclaration,
+            lambda tx, _host, items: apply_systems(tx, catalog, items),
+            order=SYSTEMS_ORDER, identity=["id"])
         registry.add_config_section(
-            DEPENDENCIES_SECTION, DependencyDeclaration, apply_dependencies,
+            DEPENDENCIES_SECTION, DependencyDeclaration,
+            lambda tx, _host, items: apply_dependencies(tx, catalog, items),
             order=DEPENDENCIES_ORDER, identity=["source", "target"])
 
-
-plugin = CatalogPlugin()
+    @hookimpl
+    def reactive_demo_steps(self) -> list[DemoStep]:
+        """Declare, wire, update, re-declare unchanged, delete."""
+        assert self.catalog is not None
+        return CatalogDemo(self.catalog).steps()

@@ -2,7 +2,7 @@
 
 Every operation comes in two forms: `async def op(...)`, one unit of work of its own,
 and `def op_in(tx, ...)`, which joins a unit of work the caller already has open
-(`await host.db.run(fn)`, config sections), so several operations commit or roll back
+(`await host.run(fn)`, config sections), so several operations commit or roll back
 together.
 
 Locking (matters on PostgreSQL; SQLite's single writer serializes anyway): adding an
@@ -14,8 +14,7 @@ concurrent edges can never close a cycle between them.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -31,15 +30,7 @@ from sqlalchemy import (
     update,
 )
 
-from reactive_core import (
-    Actor,
-    Database,
-    EntityChange,
-    EntityHandle,
-    ReactiveCoreError,
-    Registry,
-    diff_states,
-)
+from reactive_core import Actor, EntityChange, EntityHandle, ReactiveCoreError
 
 from .models import CATALOG_KIND, CatalogSystem, Dependency, Impact
 from .schema import catalog_dependencies as _deps
@@ -89,10 +80,8 @@ class DependencyWrite:
     previous_impact: Impact | None
 
 
-_EDGE_LOCK_KEY = int.from_bytes(
-    hashlib.blake2b(b"catalog_plugin.catalog_dependencies", digest_size=8).digest(),
-    "big", signed=True,
-)
+_EDGE_LOCK = ("catalog_plugin", "catalog_dependencies")
+"""The cluster-wide lock every edge write takes (no two edges close a cycle together)."""
 
 _SOURCE, _TARGET = _deps.c.source_system_id, _deps.c.target_system_id
 _EDGE = (_SOURCE == bindparam("s"), _TARGET == bindparam("t"))
@@ -137,31 +126,11 @@ def _check_id(value: object, role: str) -> str:
     return value
 
 
-def _state_json(state: CatalogSystem | None) -> dict[str, Any] | None:
-    return None if state is None else state.model_dump(mode="json", by_alias=True)
-
-
-def delete_edges_in(
-    tx: Connection, db: Database, system_id: str, before: datetime | None = None
-) -> int:
-    """Delete every edge of `system_id` (as source or target); how many went.
-
-    With `before`, only edges created at or before that time go: a late cleanup of an
-    old tombstone must not delete edges declared after the system was re-created.
-    """
-    db.advisory_lock(tx, _EDGE_LOCK_KEY)
-    if before is None:
-        result = tx.execute(_DELETE_EDGES_OF, {"id": system_id})
-    else:
-        result = tx.execute(_DELETE_EDGES_OF_BEFORE, {"id": system_id, "before": before})
-    return int(result.rowcount or 0)
-
-
 class Catalog:
     """Systems and their dependencies, on a running (or loaded) `Host`."""
 
     def __init__(self, host: Host) -> None:
-        self._db = host.db
+        self._host = host
         self._systems: EntityHandle[CatalogSystem] = host.entity(CATALOG_KIND)
 
     # -- systems --------------------------------------------------------------------
@@ -172,7 +141,7 @@ class Catalog:
         actor: Actor | None = None, reason: str | None = None,
     ) -> CatalogSystem:
         """Create or replace system `system_id`; an identical state changes nothing."""
-        return await self._db.run(lambda tx: self.upsert_system_in(
+        return await self._host.run(lambda tx: self.upsert_system_in(
             tx, system_id, name=name, description=description, metadata=metadata, tags=tags,
             actor=actor, reason=reason,
         ))
@@ -205,22 +174,17 @@ class Catalog:
             # A bare string is a mistake, not a list of one-letter tags: let it fail.
             "tags": tags if isinstance(tags, str) else list(tags),
         }
-        seen: list[CatalogSystem | None] = []
-
-        def apply(_tx: Connection, prev: CatalogSystem | None) -> dict[str, Any]:
-            seen.append(prev)
-            return state
-
-        nxt = self._systems.mutate_in(tx, system_id, apply, actor=actor, reason=reason)
-        prev = seen[-1] if seen else None
-        _, changed = diff_states(_state_json(prev), _state_json(nxt))
-        return SystemWrite(prev=prev, next=nxt, changed_fields=changed)
+        written = self._systems.write_in(tx, system_id, lambda _tx, _prev: state, actor=actor,
+                                         reason=reason)
+        assert written.next is not None
+        changed = written.change.changed_fields if written.change is not None else ()
+        return SystemWrite(prev=written.prev, next=written.next, changed_fields=changed)
 
     async def delete_system(
         self, system_id: str, *, actor: Actor | None = None, reason: str | None = None,
     ) -> None:
         """Tombstone system `system_id` and delete its edges; absent ⇒ nothing happens."""
-        await self._db.run(lambda tx: self.delete_system_in(
+        await self._host.run(lambda tx: self.delete_system_in(
             tx, system_id, actor=actor, reason=reason))
 
     def delete_system_in(
@@ -234,13 +198,36 @@ class Catalog:
         written through the entity handle directly.
         """
         def drop_edges(inner: Connection, _prev: CatalogSystem | None) -> None:
-            delete_edges_in(inner, self._db, system_id)
+            self.delete_edges_in(inner, system_id)
 
         self._systems.remove_in(tx, system_id, drop_edges, actor=actor, reason=reason)
 
+    def delete_edges_in(self, tx: Connection, system_id: str,
+                        before: datetime | None = None) -> int:
+        """Delete every edge of `system_id` (as source or target); how many went.
+
+        With `before`, only edges created at or before that time go: a late cleanup of an
+        old tombstone must not delete edges declared after the system was re-created.
+        """
+        self._host.lock_in(tx, *_EDGE_LOCK)
+        if before is None:
+            result = tx.execute(_DELETE_EDGES_OF, {"id": system_id})
+        else:
+            result = tx.execute(_DELETE_EDGES_OF_BEFORE, {"id": system_id, "before": before})
+        return int(result.rowcount or 0)
+
+    async def cleanup_edges(self, change: EntityChange) -> None:
+        """Work-queue handler (`catalog-edge-cleanup`): a tombstoned system loses its edges.
+
+        Idempotent: a repeated delivery deletes nothing more, and edges created after
+        the tombstone (the system was re-created meanwhile) are kept.
+        """
+        if change.is_tombstone:
+            await self._host.run(self.delete_edges_in, change.id, change.occurred_at)
+
     async def get_system(self, system_id: str) -> CatalogSystem | None:
         """System `system_id`, or None when the catalog does not hold it."""
-        return await self._db.read(self.get_system_in, system_id)
+        return await self._host.read(self.get_system_in, system_id)
 
     def get_system_in(self, tx: Connection, system_id: str) -> CatalogSystem | None:
         """`get_system` inside `tx`."""
@@ -248,7 +235,7 @@ class Catalog:
 
     async def systems(self) -> dict[str, CatalogSystem]:
         """Every system, by id (sorted)."""
-        return await self._db.read(self.systems_in)
+        return await self._host.read(self.systems_in)
 
     def systems_in(self, tx: Connection) -> dict[str, CatalogSystem]:
         """`systems` inside `tx`."""
@@ -266,7 +253,7 @@ class Catalog:
         Both systems must exist; self-edges and edges closing a cycle are refused.
         Declaring an existing edge with another impact updates the impact.
         """
-        return await self._db.run(self.add_dependency_in, source, target, impact)
+        return await self._host.run(self.add_dependency_in, source, target, impact)
 
     def add_dependency_in(
         self, tx: Connection, source: str, target: str, impact: Impact | str = Impact.DEGRADED,
@@ -289,7 +276,7 @@ class Catalog:
         for role, system_id in sorted((("source", source), ("target", target)),
                                       key=lambda pair: pair[1]):
             self._lock_existing_in(tx, system_id, role, edge)
-        self._db.advisory_lock(tx, _EDGE_LOCK_KEY)
+        self._host.lock_in(tx, *_EDGE_LOCK)
         row = tx.execute(_SELECT_IMPACT, {"s": source, "t": target}).first()
         previous = None if row is None else Impact(row.impact)
         if previous is None:
@@ -316,16 +303,16 @@ class Catalog:
 
     async def remove_dependency(self, source: str, target: str) -> bool:
         """Delete the edge `source -> target`; True when it existed."""
-        return await self._db.run(self.remove_dependency_in, source, target)
+        return await self._host.run(self.remove_dependency_in, source, target)
 
     def remove_dependency_in(self, tx: Connection, source: str, target: str) -> bool:
         """`remove_dependency` inside the unit of work `tx`."""
-        self._db.advisory_lock(tx, _EDGE_LOCK_KEY)
+        self._host.lock_in(tx, *_EDGE_LOCK)
         return bool(tx.execute(_DELETE_EDGE, {"s": source, "t": target}).rowcount)
 
     async def upstream_of(self, system_id: str) -> list[Dependency]:
         """Edges where `system_id` is the source: what it depends on, by target id."""
-        return await self._db.read(self.upstream_of_in, system_id)
+        return await self._host.read(self.upstream_of_in, system_id)
 
     def upstream_of_in(self, tx: Connection, system_id: str) -> list[Dependency]:
         """`upstream_of` inside `tx`."""
@@ -333,7 +320,7 @@ class Catalog:
 
     async def downstream_of(self, system_id: str) -> list[Dependency]:
         """Edges where `system_id` is the target: what depends on it, by source id."""
-        return await self._db.read(self.downstream_of_in, system_id)
+        return await self._host.read(self.downstream_of_in, system_id)
 
     def downstream_of_in(self, tx: Connection, system_id: str) -> list[Dependency]:
         """`downstream_of` inside `tx`."""
@@ -341,7 +328,7 @@ class Catalog:
 
     async def dependencies(self) -> list[Dependency]:
         """Every edge, by (source, target)."""
-        return await self._db.read(self.dependencies_in)
+        return await self._host.read(self.dependencies_in)
 
     def dependencies_in(self, tx: Connection) -> list[Dependency]:
         """`dependencies` inside `tx`."""
@@ -368,17 +355,12 @@ def _upstream_path_in(tx: Connection, *, start: str, goal: str) -> list[str] | N
     return None
 
 
-def edge_cleanup_handler(registry: Registry) -> Callable[[EntityChange], Awaitable[None]]:
-    """Work-queue handler (`catalog-edge-cleanup`): a tombstoned system loses its edges.
+def catalog_of(host: Host) -> Catalog:
+    """The `Catalog` service of `host`'s catalog plugin (for application code and tests)."""
+    from .hooks import CatalogPlugin
 
-    Idempotent: a repeated delivery deletes nothing more, and edges created after the
-    tombstone (the system was re-created meanwhile) are kept.
-    """
-
-    async def cleanup_edges(change: EntityChange) -> None:
-        if not change.is_tombstone:
-            return
-        db = registry.host.db
-        await db.run(delete_edges_in, db, change.id, change.occurred_at)
-
-    return cleanup_edges
+    plugin = host.plugin("catalog")
+    if not isinstance(plugin, CatalogPlugin) or plugin.catalog is None:
+        raise CatalogError(f"the plugin named 'catalog' in this host is a "
+                           f"{type(plugin).__name__}, expected catalog_plugin.CatalogPlugin")
+    return plugin.catalog

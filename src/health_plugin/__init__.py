@@ -1,14 +1,16 @@
 """The health plugin: checks that run, and per-system health (kind `health`) computed from them.
 
 Checks (`http`, `tcp`, or strategies from other plugins) are attached to catalog
-systems; a scheduler runs each enabled, unpaused check at its interval, once per
-cluster, and records every run in the same transaction as the `health` mutation it
+systems; each enabled, unpaused check is a durable timer that runs it at its interval,
+once per cluster, and records every run in the same transaction as the `health` mutation it
 causes. A system's health is the worst of its checks, each evaluated on its newest
 100 runs with consecutive or window thresholds.
 """
 
 from __future__ import annotations
 
+from .associations import AssociationWrite
+from .checks import CheckWrite
 from .cleanup import SYSTEM_CLEANUP_GROUP
 from .derivers import (
     SYSTEM_DEGRADED,
@@ -20,7 +22,7 @@ from .derivers import (
     health_change_payload,
 )
 from .evaluator import HealthStatus, ThresholdMode, Thresholds, evaluate_status
-from .hooks import HealthPlugin, plugin
+from .hooks import HealthPlugin
 from .models import (
     HEALTH_KIND,
     Association,
@@ -36,11 +38,18 @@ from .models import (
     UnknownCheck,
     UnknownSystem,
 )
-from .service import AssociationWrite, CheckWrite, HealthService
-from .status import status_rows
+from .scheduler import CHECK_TOPIC
+from .service import HealthService, health_service
+from .status import SystemStatus
 from .strategies import CheckOutcome, Strategy, StrategyContext
 
 __all__ = [
+    "CHECK_TOPIC",
+    "HEALTH_KIND",
+    "SYSTEM_CLEANUP_GROUP",
+    "SYSTEM_DEGRADED",
+    "SYSTEM_HEALTHY",
+    "SYSTEM_HEALTH_CHANGED",
     "Association",
     "AssociationDeclaration",
     "AssociationWrite",
@@ -50,7 +59,6 @@ __all__ = [
     "CheckRun",
     "CheckStateTransition",
     "CheckWrite",
-    "HEALTH_KIND",
     "HealthChangeClassification",
     "HealthError",
     "HealthPlugin",
@@ -59,12 +67,9 @@ __all__ = [
     "HealthState",
     "HealthStatus",
     "InvalidCheck",
-    "SYSTEM_CLEANUP_GROUP",
-    "SYSTEM_DEGRADED",
-    "SYSTEM_HEALTHY",
-    "SYSTEM_HEALTH_CHANGED",
     "Strategy",
     "StrategyContext",
+    "SystemStatus",
     "ThresholdMode",
     "Thresholds",
     "UnknownCheck",
@@ -73,6 +78,5 @@ __all__ = [
     "derive_health_triggers",
     "evaluate_status",
     "health_change_payload",
-    "plugin",
-    "status_rows",
+    "health_service",
 ]

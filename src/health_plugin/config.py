@@ -23,10 +23,9 @@ from .models import (
     UnknownCheck,
     UnknownSystem,
 )
-from .service import HealthService
 
 if TYPE_CHECKING:
-    from reactive_core import Host
+    from .service import HealthService
 
 CHECKS_SECTION = "checks"
 ASSOCIATIONS_SECTION = "associations"
@@ -35,9 +34,9 @@ ASSOCIATIONS_ORDER = 40
 
 
 
-def apply_checks(tx: Connection, host: Host, items: list[CheckDeclaration]) -> list[str]:
+def apply_checks(tx: Connection, service: HealthService,
+                 items: list[CheckDeclaration]) -> list[str]:
     """Upsert each declared check; report created and updated ones."""
-    service = HealthService(host)
     lines: list[str] = []
     for index, item in enumerate(items):
         try:
@@ -56,10 +55,9 @@ def apply_checks(tx: Connection, host: Host, items: list[CheckDeclaration]) -> l
 
 
 def apply_associations(
-    tx: Connection, host: Host, items: list[AssociationDeclaration]
+    tx: Connection, service: HealthService, items: list[AssociationDeclaration]
 ) -> list[str]:
     """Upsert each declared association; report new ones and changes."""
-    service = HealthService(host)
     lines: list[str] = []
     for index, item in enumerate(items):
         pair = f"{item.system} <- {item.check}"

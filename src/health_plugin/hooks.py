@@ -1,14 +1,21 @@
-"""The health plugin's hooks; `plugin` is what the `health` entry point loads."""
+"""The health plugin's hooks; the `health` entry point names `HealthPlugin`."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from weakref import WeakKeyDictionary
 
-from reactive_core import WorkQueue, hookimpl
+from reactive_core import (
+    CliCommand,
+    DemoStep,
+    ReadThroughCache,
+    RetryPolicy,
+    WorkQueue,
+    hookimpl,
+)
 
 from . import hookspecs
 from .cleanup import SYSTEM_CLEANUP_GROUP, SystemCleanup
+from .commands import status_command
 from .config import (
     ASSOCIATIONS_ORDER,
     ASSOCIATIONS_SECTION,
@@ -17,47 +24,49 @@ from .config import (
     apply_associations,
     apply_checks,
 )
+from .demo import HealthDemo
 from .derivers import derive_health_triggers, health_change_payload
 from .entity import health_ids, read_health
-from .models import HEALTH_KIND, AssociationDeclaration, CheckDeclaration, HealthState
-from .retention import RETENTION_EVERY_SECONDS, RETENTION_JOB, retention_job
-from .runtime import HealthRuntime
+from .executor import CheckExecutor
+from .models import (
+    CATALOG_KIND,
+    HEALTH_KIND,
+    AssociationDeclaration,
+    CheckDeclaration,
+    HealthSettings,
+    HealthState,
+)
+from .retention import RETENTION_EVERY_SECONDS, RETENTION_JOB, Retention
+from .scheduler import CHECK_TOPIC, CheckRunner, CheckScheduler
 from .schema import (
     ENTITY_TABLES,
     health_check_run_aggregates,
     health_check_runs,
-    health_check_schedule,
     health_check_state_transitions,
     metadata,
 )
-from .service import CATALOG_KIND
+from .service import HealthService
 from .strategies import BUILTIN_STRATEGIES, Strategy
 
 if TYPE_CHECKING:
-    from reactive_core import Host, Registry
+    from reactive_core import EntityChange, Host, Registry
 
 
 class HealthPlugin:
-    """Checks, their runs and the computed `health` kind.
-
-    One object may serve several hosts in a process (tests do): each host's registry
-    gets its own `HealthRuntime`, bound to the host on first use.
-    """
+    """Checks, their runs and the computed `health` kind; one instance per host."""
 
     name = "health"
 
     def __init__(self) -> None:
-        self._runtimes: WeakKeyDictionary[Registry, HealthRuntime] = WeakKeyDictionary()
-
-    def runtime_for(self, registry: Registry) -> HealthRuntime | None:
-        """The runtime created for `registry`, if this plugin registered there."""
-        return self._runtimes.get(registry)
+        self.service: HealthService | None = None
+        self.executor: CheckExecutor | None = None
+        self.runner: CheckRunner | None = None
 
     @hookimpl
-    def reactive_register(self, registry: Registry) -> None:
-        """Declare tables, the kind, its triggers, subscribers, the job and config sections."""
-        runtime = HealthRuntime()
-        self._runtimes[registry] = runtime
+    def reactive_register(self, registry: Registry, host: Host) -> None:
+        """Declare tables, the kind, its triggers, subscribers, timers, the job and config
+        sections; build the service."""
+        settings = host.plugin_settings("health", HealthSettings)
         registry.add_hookspecs(hookspecs)
         registry.add_tables(metadata)
         registry.define_entity(HEALTH_KIND, state=HealthState, read=read_health,
@@ -73,22 +82,40 @@ class HealthPlugin:
             health_check_state_transitions.name, "bookkeeping",
             "per-check status history; the system-level status transitions are the "
             "health entity's own transition log")
-        registry.declare_non_reactive_state(
-            health_check_schedule.name, "bookkeeping",
-            "when each check runs next and which instance holds its lease")
+        self.executor = executor = CheckExecutor(
+            settings=settings, offered=host.hook.reactive_health_strategies)
+        self.service = service = HealthService(
+            host=host, executor=executor,
+            scheduler=CheckScheduler(timers=host.timers, settings=settings),
+            cache=ReadThroughCache(ttl=settings.cache_ttl_seconds))
         registry.register_change_deriver(
             HEALTH_KIND, derive_health_triggers, to_payload=health_change_payload)
-        registry.on_entity_changed(HEALTH_KIND, runtime.on_health_changed)
+        registry.on_entity_changed(HEALTH_KIND, self._invalidate)
         registry.on_entity_changed(
-            CATALOG_KIND, SystemCleanup(runtime).handle,
-            delivery=WorkQueue(SYSTEM_CLEANUP_GROUP))
-        registry.add_job(RETENTION_JOB, retention_job, every=RETENTION_EVERY_SECONDS)
+            CATALOG_KIND, SystemCleanup(service).handle, delivery=WorkQueue(SYSTEM_CLEANUP_GROUP))
+        runs_here = settings.scheduler
+        if runs_here is None:
+            runs_here = host.config.run_jobs
+        if runs_here and host.config.workers:
+            self.runner = CheckRunner(service=service, executor=executor)
+            registry.on_timer(CHECK_TOPIC, self.runner.fire, concurrency=settings.max_concurrency,
+                              lease_seconds=settings.lease_seconds,
+                              retry=RetryPolicy(max_retries=0))
+        registry.add_job(RETENTION_JOB, Retention(host=host, settings=settings).run,
+                         every=RETENTION_EVERY_SECONDS)
         registry.add_config_section(
-            CHECKS_SECTION, CheckDeclaration, apply_checks, order=CHECKS_ORDER,
-            identity=["id"])
+            CHECKS_SECTION, CheckDeclaration,
+            lambda tx, _host, items: apply_checks(tx, service, items),
+            order=CHECKS_ORDER, identity=["id"])
         registry.add_config_section(
-            ASSOCIATIONS_SECTION, AssociationDeclaration, apply_associations,
+            ASSOCIATIONS_SECTION, AssociationDeclaration,
+            lambda tx, _host, items: apply_associations(tx, service, items),
             order=ASSOCIATIONS_ORDER, identity=["system", "check"])
+
+    async def _invalidate(self, change: EntityChange) -> None:
+        """Broadcast subscriber on `health`: drop the cached status on every instance."""
+        if self.service is not None:
+            self.service.invalidate(change.id)
 
     @hookimpl
     def reactive_health_strategies(self) -> list[Strategy]:
@@ -97,16 +124,24 @@ class HealthPlugin:
 
     @hookimpl
     async def reactive_startup(self, host: Host) -> None:
-        """Bind the runtime, open the HTTP client, start the scheduler (if enabled)."""
-        runtime = self._runtimes[host.registry]
-        await runtime.start(host)
+        """Check the strategies and open the HTTP client the runs share."""
+        if self.executor is not None:
+            await self.executor.open()
 
     @hookimpl
     async def reactive_shutdown(self, host: Host) -> None:
-        """Stop the scheduler and release its leases; close the HTTP client."""
-        runtime = self._runtimes.get(host.registry)
-        if runtime is not None:
-            await runtime.stop()
+        """Close the HTTP client."""
+        if self.executor is not None:
+            await self.executor.close()
 
+    @hookimpl
+    def reactive_cli_commands(self) -> list[CliCommand]:
+        """`reactive status`."""
+        assert self.service is not None
+        return [status_command(self.service)]
 
-plugin = HealthPlugin()
+    @hookimpl
+    def reactive_demo_steps(self) -> list[DemoStep]:
+        """Checks against a flaky local target, told as their health changes."""
+        assert self.service is not None
+        return HealthDemo(self.service).steps()

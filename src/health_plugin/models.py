@@ -21,6 +21,9 @@ from .evaluator import HealthStatus, Thresholds
 HEALTH_KIND = "health"
 """The entity kind of per-system health: one entity per system, keyed by system id."""
 
+CATALOG_KIND = "catalog-system"
+"""The catalog's kind; when a host defines it, associations must name its systems."""
+
 MAX_ID_LENGTH = 200
 
 
@@ -79,11 +82,6 @@ class Association(BaseModel):
     enabled: bool
     thresholds: Thresholds | None = None
 
-    @property
-    def effective_thresholds(self) -> Thresholds:
-        """The thresholds the evaluator uses for this association."""
-        return self.thresholds if self.thresholds is not None else Thresholds()
-
 
 class CheckRun(BaseModel):
     """One recorded run of a check for one system."""
@@ -111,21 +109,6 @@ class CheckStateTransition(BaseModel):
     to_status: HealthStatus
     run_id: int | None
     transitioned_at: datetime
-
-
-class RunAggregate(BaseModel):
-    """One hourly roll-up of pruned raw runs of a (system, check) pair."""
-
-    model_config = ConfigDict(frozen=True)
-
-    system_id: str
-    configuration_id: str
-    bucket_start: datetime
-    run_count: int
-    healthy_count: int
-    latency_sum_ms: float
-    latency_count: int
-    p95_latency_ms: float | None
 
 
 # -- config-file items ----------------------------------------------------------------
@@ -164,8 +147,8 @@ class AssociationDeclaration(BaseModel):
 class HealthSettings(BaseModel):
     """Per-host settings: `Host(config={"plugins": {"health": {...}}})`.
 
-    `scheduler` None (the default) runs the check scheduler exactly when the host runs
-    scheduled jobs (`run_jobs`), so `reactive serve` runs checks and `reactive apply`
+    `scheduler` None (the default) runs checks exactly when the host runs scheduled
+    jobs (`run_jobs`, and workers), so `reactive serve` runs checks and `reactive apply`
     does not. `use_env_proxy` (off by default) sends HTTP checks through the proxy
     named by `HTTP(S)_PROXY`: a health check is meant to reach the target directly.
     """
@@ -173,7 +156,6 @@ class HealthSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     scheduler: bool | None = None
-    tick_seconds: float = Field(default=1.0, gt=0, le=60)
     max_concurrency: int = Field(default=16, ge=1, le=1000)
     jitter_ratio: float = Field(default=0.05, ge=0, le=0.5)
     lease_seconds: float = Field(default=300.0, gt=0)

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, and_, bindparam, delete, exists, insert, select, update
 
 from .evaluator import MAX_RUNS, HealthStatus
+from .models import HealthSettings
 from .queries import as_utc, utcnow
-from .runtime import runtime_of
 from .schema import (
     health_check_run_aggregates as _agg,
 )
@@ -150,10 +150,17 @@ def run_retention_in(tx: Connection, *, now: datetime, raw_retention: timedelta,
     return counts
 
 
-async def retention_job(host: Host, slot: datetime) -> None:
+class Retention:
     """The `health.retention` job (hourly, once per cluster)."""
-    settings = runtime_of(host).settings
-    counts = await host.db.run(lambda tx: run_retention_in(
-        tx, now=utcnow(), raw_retention=timedelta(days=settings.raw_retention_days),
-        transition_retention=timedelta(days=settings.transition_retention_days)))
-    logger.info("health retention pruned %s", counts)
+
+    def __init__(self, *, host: Host, settings: HealthSettings) -> None:
+        self._host = host
+        self._settings = settings
+
+    async def run(self, host: Host, slot: datetime) -> None:
+        """Prune once; the job's signature `(host, slot)`."""
+        settings = self._settings
+        counts = await self._host.run(lambda tx: run_retention_in(
+            tx, now=utcnow(), raw_retention=timedelta(days=settings.raw_retention_days),
+            transition_retention=timedelta(days=settings.transition_retention_days)))
+        logger.info("health retention pruned %s", counts)

@@ -105,20 +105,5 @@ health_check_run_aggregates = Table(
     Column("p95_latency_ms", Float, nullable=True),
 )
 
-health_check_schedule = Table(
-    "health_check_schedule",
-    metadata,
-    Column(
-        "configuration_id", String(200),
-        ForeignKey("health_check_configurations.id", name="fk_health_schedule_config"),
-        primary_key=True,
-    ),
-    Column("next_run_at", DateTime(timezone=True), nullable=False),
-    Column("lease_owner", String(200), nullable=True),
-    Column("lease_until", DateTime(timezone=True), nullable=True),
-    Column("last_run_at", DateTime(timezone=True), nullable=True),
-    Index("ix_health_schedule_due", "next_run_at"),
-)
-
 ENTITY_TABLES = (health_check_configurations.name, health_system_associations.name)
 """The tables the `health` kind is assembled from (besides the raw runs)."""

@@ -9,18 +9,14 @@ work queue) — all in the transaction of the plugin's own write.
 from __future__ import annotations
 
 from ._cache import CacheEntry, CacheStore, MemoryCacheStore, ReadThroughCache
-from ._changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states
-from ._config import (
-    CONFIG_ACTOR,
-    CONFIG_REASON,
-    ConfigItemError,
-    apply_config_file,
-    apply_config_text,
-)
-from ._db import Database, after_commit
-from ._delivery import DeliveryRow
-from ._doctor import DoctorReport, RouteFinding, TableFinding, doctor
-from ._entities import EntityHandle, with_entity_remove, with_entity_write
+from ._cli.commands import CliCommand, CliContext
+from ._cli.demo import DemoContext, DemoStep
+from ._delivery.policy import Broadcast, DeliveryStatus, RetryPolicy, WorkQueue
+from ._delivery.queue import DeliveryRow, QueueStatus, RouteStatus
+from ._entities.changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states
+from ._entities.handle import EntityHandle, with_entity_remove, with_entity_write
+from ._entities.logs import Transition
+from ._entities.write import Write
 from ._errors import (
     ConfigError,
     DeliveryNotFound,
@@ -31,22 +27,38 @@ from ._errors import (
     RegistryError,
     UnknownEntityKind,
 )
-from ._host import Host, HostConfig, Transition
-from ._registry import Broadcast, EntityKind, Registry, WorkQueue
+from ._host.config import HostConfig
+from ._host.configfile import (
+    CONFIG_ACTOR,
+    CONFIG_REASON,
+    ConfigItemError,
+    apply_config_file,
+    apply_config_text,
+)
+from ._host.doctor import DoctorReport, RouteFinding, TableFinding, doctor
+from ._host.host import Host
+from ._host.registry import EntityKind, Registry
+from ._store.database import after_commit
+from ._timers.timers import Timer, TimerError, Timers, TimerStatus
 from .hookspecs import hookimpl, hookspec
 
 __all__ = [
-    "Actor",
-    "Broadcast",
     "CONFIG_ACTOR",
     "CONFIG_REASON",
+    "SYSTEM_ACTOR",
+    "Actor",
+    "Broadcast",
     "CacheEntry",
     "CacheStore",
+    "CliCommand",
+    "CliContext",
     "ConfigError",
     "ConfigItemError",
-    "Database",
     "DeliveryNotFound",
     "DeliveryRow",
+    "DeliveryStatus",
+    "DemoContext",
+    "DemoStep",
     "DoctorReport",
     "DuplicateRegistration",
     "EntityChange",
@@ -57,16 +69,23 @@ __all__ = [
     "InvalidEntityState",
     "MemoryCacheStore",
     "PluginLoadError",
+    "QueueStatus",
     "ReactiveCoreError",
     "ReadThroughCache",
     "Registry",
     "RegistryError",
+    "RetryPolicy",
     "RouteFinding",
-    "SYSTEM_ACTOR",
+    "RouteStatus",
     "TableFinding",
+    "Timer",
+    "TimerError",
+    "TimerStatus",
+    "Timers",
     "Transition",
     "UnknownEntityKind",
     "WorkQueue",
+    "Write",
     "after_commit",
     "apply_config_file",
     "apply_config_text",

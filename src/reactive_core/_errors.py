@@ -12,7 +12,7 @@ class RegistryError(ReactiveCoreError):
 
 
 class DuplicateRegistration(RegistryError):
-    """Something that must be unique (a kind, a job, a table, a payload mapper) was declared twice."""
+    """Something that must be unique (a kind, a job, a table, a mapper) was declared twice."""
 
 
 class UnknownEntityKind(ReactiveCoreError, LookupError):

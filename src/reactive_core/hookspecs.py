@@ -1,4 +1,9 @@
-"""The hooks a reactive-core plugin may implement (pluggy project ``reactive_core``)."""
+"""The hooks a reactive-core plugin may implement (pluggy project ``reactive_core``).
+
+A plugin is a class (or an object, or a module) with `@hookimpl` methods. Entry points
+name the class: each `Host` creates its own instance, so a plugin keeps its state on
+`self` and hands what its services need to their constructors.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from ._host import Host
-    from ._registry import Registry
+    from ._cli.commands import CliCommand
+    from ._cli.demo import DemoStep
+    from ._host.host import Host
+    from ._host.registry import Registry
 
 PROJECT = "reactive_core"
 
@@ -17,10 +24,14 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def reactive_register(registry: Registry) -> None:
-    """Declare everything the plugin brings: tables, entity kinds, derivers, subscriptions, jobs.
+def reactive_register(registry: Registry, host: Host) -> None:
+    """Declare everything the plugin brings: tables, entity kinds, derivers, subscriptions,
+    timers, jobs, config sections.
 
-    Called once per host, before the database schema is created. Declare only; do no I/O.
+    Called once per host, before the database schema is created. Declare only; do no
+    I/O. `host` is the host being set up: build the plugin's services here and give
+    them what they need (`host.run`, `host.entity(kind)` of kinds already defined,
+    `host.timers`, `host.plugin_settings(...)`). A plugin may take only `registry`.
     """
 
 
@@ -31,4 +42,21 @@ def reactive_startup(host: Host) -> Any:
 
 @hookspec
 def reactive_shutdown(host: Host) -> Any:
-    """Run when the host stops, before its workers are cancelled; may return an awaitable."""
+    """Run when the host stops: claiming has stopped and running handlers had their
+    chance to finish, before the host's tasks are cancelled; may return an awaitable."""
+
+
+@hookspec
+def reactive_cli_commands() -> list[CliCommand]:
+    """Commands the plugin adds to the `reactive` command line (e.g. `reactive status`).
+
+    Each `CliCommand` names itself, describes its arguments and runs with a
+    `CliContext` holding the parsed arguments and this plugin's host.
+    """
+    return []
+
+
+@hookspec
+def reactive_demo_steps() -> list[DemoStep]:
+    """Parts of `reactive demo` the plugin tells, in `order` with the other plugins'."""
+    return []

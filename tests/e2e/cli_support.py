@@ -132,7 +132,7 @@ class Server:
 
 
 class Cli:
-    """Runs `python -m reactive_core.cli --database-url URL ...` in a temp directory."""
+    """Runs `python -m reactive_core --database-url URL ...` in a temp directory."""
 
     def __init__(self, url: str, cwd: Path, env: dict[str, str]) -> None:
         self.url = url
@@ -144,7 +144,7 @@ class Cli:
         """The argv of a CLI run (`url=None`: no --database-url)."""
         chosen = self.url if url == "" else url
         prefix = ["--database-url", chosen] if chosen is not None else []
-        return [sys.executable, "-m", "reactive_core.cli", *prefix, *args]
+        return [sys.executable, "-m", "reactive_core", *prefix, *args]
 
     def __call__(self, *args: str, url: str | None = "",
                  timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -160,7 +160,7 @@ class Cli:
                                   env=self.env, cwd=self.cwd) for argv in argvs]
         results = []
         try:
-            for argv, proc in zip(argvs, procs):
+            for argv, proc in zip(argvs, procs, strict=False):
                 out, err = proc.communicate(timeout=timeout)
                 results.append(subprocess.CompletedProcess(list(argv), proc.returncode, out, err))
         finally:

@@ -23,7 +23,8 @@ def health_blocks(out: str) -> list[tuple[str, dict[str, str]]]:
     return blocks
 
 
-def test_demo_prints_the_catalog_and_the_health_story_then_exits(cli: Cli) -> None:
+def test_demo_prints_the_catalog_and_the_health_story_then_exits(health_cli: Cli) -> None:
+    cli = health_cli
     result = cli("demo", "--seconds", "0", url=None, timeout=60)
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -73,8 +74,9 @@ def test_demo_prints_the_catalog_and_the_health_story_then_exits(cli: Cli) -> No
     assert all(re.fullmatch(r"\S+ \S+ UTC \(for \d+s\)", row[4]) for row in status[1:])
     assert f"edges: api {ARROW} db (critical), web {ARROW} api (critical)" in out
     assert re.search(r"target: \d+ requests \(4 ok, 4 error, 2 hang, \d+ ok\)", out)
+    assert "demo-audit handled 7 changes\n" in out
     assert re.search(r"changes: 7 catalog-system, \d+ health; transitions: \d+\n"
-                     r"deliveries: 21 \(21 done\); demo-audit handled 7\n", out)
+                     r"deliveries: 21 \(21 done\)\n", out)
     assert "triggers: catalog.created x4, catalog.updated x2, catalog.deleted x1\n" in out
     assert re.search(r"healthcheck\.system_degraded x2, healthcheck\.system_health_changed x\d+, "
                      r"healthcheck\.system_healthy x1", out)
@@ -88,7 +90,7 @@ def test_demo_on_a_given_database_is_paced_and_leaves_its_history_there(
     cli: Cli, health_cli: Cli,
 ) -> None:
     started = time.monotonic()
-    result = cli("demo", "--seconds", "2", timeout=60)
+    result = health_cli("demo", "--seconds", "2", timeout=60)
     elapsed = time.monotonic() - started
 
     assert result.returncode == 0, result.stdout + result.stderr

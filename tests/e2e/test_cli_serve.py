@@ -18,7 +18,7 @@ def test_serve_prints_a_ready_line_and_stops_cleanly_on_sigint(cli: Cli) -> None
     assert server.proc.wait(timeout=15) == 0
     logs = server.logs()
     assert "INFO    reactive_core.cli: plugins: e2e-items, catalog" in logs
-    assert "received SIGINT; shutting down" in logs and "reactive_core.cli: stopped" in logs
+    assert "received SIGINT; stopping" in logs and "reactive_core.cli: stopped" in logs
     assert "Traceback" not in logs
 
 

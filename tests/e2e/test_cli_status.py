@@ -158,8 +158,8 @@ def test_status_without_the_health_plugin_is_a_clear_error(checked: Cli) -> None
         result = runner("status")
         assert result.returncode == 2
         assert result.stdout == ""
-        assert result.stderr.startswith(
-            "error: `reactive status` needs the health plugin, which is not loaded")
+        assert "invalid choice: 'status'" in result.stderr
+        assert "the health plugin adds `status`" in result.stderr
         assert "REACTIVE_DISABLE_PLUGINS" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -65,7 +65,7 @@ def make_host(
 ) -> Host:
     settings: dict[str, Any] = {
         "poll_interval": 0.05, "retry_base_seconds": 0.01, "lease_seconds": 1.0,
-        "run_jobs": False, **config,
+        "run_jobs": False, "shutdown_timeout_seconds": 0.3, **config,
     }
     return Host(database_url=pg_url, plugins=[ClusterPlugin(subscriptions)],
                 entry_points=False, config=settings, instance_id=instance_id)
@@ -340,8 +340,10 @@ async def test_host_stopping_mid_handler_hands_its_delivery_to_another(pg_url: s
             assert a_cancelled == a_seen
             assert rec_b.ids == a_seen
             (row,) = await host_b.deliveries(group="g")
-            # A clean hand-back is not a failed attempt.
-            assert (row.status, row.attempts, row.lease_owner) == ("done", 1, None)
+            # A cut off the run when its shutdown deadline passed: that run counts as an
+            # attempt, and its lease was handed back at once for B to take over.
+            assert host_a.abandoned == [f"delivery {row.id} (g {KIND}:x)"]
+            assert (row.status, row.attempts, row.lease_owner) == ("done", 2, None)
 
 
 async def test_frozen_host_loses_its_lease_and_another_finishes_the_delivery(
@@ -442,7 +444,7 @@ async def test_feed_delivers_a_lower_seq_that_commits_after_a_higher_one(pg_url:
         handle = host_a.entity(KIND)
 
         def write_x_and_hold_the_commit() -> None:
-            with host_a.db.engine.connect() as conn:
+            with host_a._db.engine.connect() as conn:
                 tx = conn.begin()
                 try:
                     handle.mutate_in(conn, "x", bump)  # takes its seq now

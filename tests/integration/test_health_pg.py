@@ -17,10 +17,15 @@ import pytest
 from sqlalchemy import func, select
 
 from catalog_plugin import Catalog, CatalogPlugin
-from health_plugin import CheckOutcome, HealthPlugin, HealthService, HealthStatus, Thresholds
-from health_plugin.demo import FlakyTarget
-from health_plugin.runtime import runtime_of
-from health_plugin.scheduler import claim_due_in
+from health_plugin import (
+    CHECK_TOPIC,
+    CheckOutcome,
+    HealthPlugin,
+    HealthStatus,
+    Thresholds,
+    health_service,
+)
+from health_plugin.flaky import FlakyTarget
 from health_plugin.schema import health_check_runs
 from reactive_core import Host, apply_config_text
 
@@ -47,7 +52,7 @@ async def cluster(url: str, **health: Any) -> AsyncIterator[tuple[Host, Host]]:
 
 
 async def run_count(host: Host) -> int:
-    return int(await host.db.read(lambda tx: tx.execute(
+    return int(await host.read(lambda tx: tx.execute(
         select(func.count()).select_from(health_check_runs)).scalar_one()))
 
 
@@ -56,10 +61,10 @@ async def test_concurrent_evaluations_of_one_system_emit_exactly_one_change(
 ) -> None:
     async with cluster(pg_url) as (a, b):
         await Catalog(a).upsert_system("api", name="API")
-        await HealthService(a).upsert_check("ping", strategy="tcp",
+        await health_service(a).upsert_check("ping", strategy="tcp",
                                             config={"host": "127.0.0.1", "port": 9})
-        await HealthService(a).associate("api", "ping", thresholds=EAGER)
-        services = [HealthService(a), HealthService(b)]
+        await health_service(a).associate("api", "ping", thresholds=EAGER)
+        services = [health_service(a), health_service(b)]
         async with anyio.create_task_group() as tg:
             for n in range(12):
                 tg.start_soon(services[n % 2].record_run, "ping", FAIL)
@@ -79,7 +84,7 @@ async def test_due_checks_are_claimed_by_exactly_one_instance(
 ) -> None:
     async with cluster(pg_url, jitter_ratio=0) as (a, b):
         await Catalog(a).upsert_system("api", name="API")
-        service = HealthService(a)
+        service = health_service(a)
         for n in range(30):
             await service.upsert_check(f"c{n}", strategy="tcp",
                                        config={"host": "127.0.0.1", "port": 9})
@@ -87,11 +92,10 @@ async def test_due_checks_are_claimed_by_exactly_one_instance(
         claimed: dict[str, list[str]] = {}
 
         async def claim(host: Host) -> None:
-            runtime = runtime_of(host)
             for _ in range(3):
-                items = await host.db.run(lambda tx: claim_due_in(
-                    tx, runtime=runtime, owner=host.instance_id, limit=7))
-                claimed.setdefault(host.instance_id, []).extend(i.check.id for i in items)
+                items = await host.run(lambda tx: host._timer_store.claim(
+                    tx, topic=CHECK_TOPIC, owner=host.instance_id, lease=60, limit=7))
+                claimed.setdefault(host.instance_id, []).extend(t.key for t, _ in items)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(claim, a)
@@ -105,10 +109,10 @@ async def test_two_schedulers_run_each_check_once_per_interval(
 ) -> None:
     async with (
         FlakyTarget([("ok", 1)]) as target,
-        cluster(pg_url, scheduler=True, tick_seconds=0.02, jitter_ratio=0) as (a, _b),
+        cluster(pg_url, scheduler=True, jitter_ratio=0) as (a, _b),
     ):
         await Catalog(a).upsert_system("api", name="API")
-        service = HealthService(a)
+        service = health_service(a)
         await service.upsert_check("web", strategy="http", config={"url": target.url},
                                    interval_seconds=0.2)
         await service.associate("api", "web")
@@ -119,7 +123,7 @@ async def test_two_schedulers_run_each_check_once_per_interval(
         runs = sorted(r.timestamp for r in await service.runs("api"))
     gaps = [(y - x).total_seconds() for x, y in itertools.pairwise(runs)]
     assert 4 <= len(runs) <= 7, runs  # about 1 + 5, not twice that
-    # Claims are an interval apart; a run's timestamp is when it started, shortly after.
+    # The timer keeps the check's cadence; a run's timestamp is when it started.
     assert min(gaps) >= 0.1
 
 
@@ -143,6 +147,6 @@ async def test_config_apply_and_catalog_tombstone_cleanup(pg_url: str, anyio_bac
             await host.drain()
         assert sorted(await b.entity("health").get_many(["api", "web"])) == ["api"]
         assert await b.entity("health").ids() == ["api"]
-        assert [x.system_id for x in await HealthService(a).associations()] == ["api"]
+        assert [x.system_id for x in await health_service(a).associations()] == ["api"]
         tombstone = (await a.changes(kind="health", entity_id="web"))[-1]
         assert tombstone.next is None

@@ -14,6 +14,7 @@ import catalog_plugin
 from catalog_plugin import (
     CATALOG_KIND,
     Catalog,
+    CatalogPlugin,
     CatalogSystem,
     Dependency,
     Impact,
@@ -21,7 +22,6 @@ from catalog_plugin import (
     UnknownSystem,
     catalog_change_payload,
     derive_catalog_triggers,
-    plugin,
 )
 from catalog_plugin.schema import catalog_dependencies
 from reactive_core import (
@@ -40,7 +40,7 @@ HOST_CONFIG = {"poll_interval": 0.05, "retry_base_seconds": 0.01}
 
 
 def make_host(url: str) -> Host:
-    return Host(database_url=url, plugins=[plugin], entry_points=False, config=HOST_CONFIG)
+    return Host(database_url=url, plugins=[CatalogPlugin], entry_points=False, config=HOST_CONFIG)
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "CatalogError", "CatalogPlugin", "CatalogSystem", "Dependency",
         "DependencyDeclaration", "DependencyWrite", "EDGE_CLEANUP_GROUP", "Impact",
         "InvalidDependency", "SystemDeclaration", "SystemWrite", "UnknownSystem",
-        "catalog_change_payload", "derive_catalog_triggers", "plugin",
+        "catalog_change_payload", "catalog_of", "derive_catalog_triggers",
     }
     assert CATALOG_KIND == "catalog-system"
     assert [i.value for i in Impact] == ["informational", "degraded", "critical"]
@@ -85,7 +85,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
 
 def test_catalog_entry_point_loads_the_plugin_object() -> None:
     (entry_point,) = importlib.metadata.entry_points(group="reactive_core", name="catalog")
-    assert entry_point.load() is plugin
+    assert entry_point.load() is CatalogPlugin
 
 
 # -- systems --------------------------------------------------------------------------
@@ -300,14 +300,14 @@ async def test_in_variants_share_one_unit_of_work(host: Host, catalog: Catalog) 
         catalog.add_dependency_in(tx, "web", "api")
         return catalog.upstream_of_in(tx, "web")
 
-    assert await host.db.run(declare) == [dep("web", "api")]
+    assert await host.run(declare) == [dep("web", "api")]
 
     def half_then_fail(tx: Connection) -> None:
         catalog.upsert_system_in(tx, "db", name="DB")
         catalog.add_dependency_in(tx, "api", "missing")
 
     with pytest.raises(UnknownSystem):
-        await host.db.run(half_then_fail)
+        await host.run(half_then_fail)
     assert list(await catalog.systems()) == ["api", "web"]
 
 
@@ -506,7 +506,7 @@ async def test_edge_rows_carry_their_creation_time(host: Host, catalog: Catalog)
             select(t.c.source_system_id, t.c.target_system_id, t.c.impact, t.c.created_at)
             .order_by(t.c.source_system_id, t.c.target_system_id))]
 
-    stored = await host.db.read(rows)
+    stored = await host.read(rows)
     assert [r[:3] for r in stored] == [("api", "db", "informational"),
                                        ("web", "api", "critical"), ("web", "db", "degraded")]
     assert all(r[3] is not None for r in stored)

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from plugins_for_tests import (
-    Counter,
     CorePlugin,
+    Counter,
     SubscriberPlugin,
     Widget,
     delete_widget,
@@ -25,7 +25,7 @@ from reactive_core import (
     UnknownEntityKind,
     WorkQueue,
 )
-from reactive_core._schema import entity_changes, entity_deliveries, entity_transitions
+from reactive_core._store.schema import entity_changes, entity_deliveries, entity_transitions
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +41,7 @@ async def counts(host: Host) -> tuple[int, int, int]:
             tx.execute(select(func.count()).select_from(t)).scalar_one()
             for t in (entity_changes, entity_transitions, entity_deliveries)
         )
-    return await host.db.read(read)
+    return await host.read(read)
 
 
 async def test_store_backed_create_update_noop_remove(sqlite_url: str) -> None:
@@ -167,7 +167,7 @@ async def test_failed_apply_leaves_nothing(sqlite_url: str, failure: str) -> Non
 
         def rows(tx):  # type: ignore[no-untyped-def]
             return tx.execute(select(widgets.c.id)).scalars().all()
-        assert await host.db.read(rows) == ["w"]
+        assert await host.read(rows) == ["w"]
 
 
 async def test_invalid_store_state_names_kind_id_and_field(sqlite_url: str) -> None:
@@ -229,7 +229,7 @@ async def test_reads_in_state_since_for_and_transition_count(sqlite_url: str) ->
 
 async def test_unknown_kind_and_bad_ids_are_clear_errors(sqlite_url: str) -> None:
     async with make_host(sqlite_url) as host:
-        with pytest.raises(UnknownEntityKind, match="'nope'.*counter, widget"):
+        with pytest.raises(UnknownEntityKind, match=r"'nope'.*counter, widget"):
             host.entity("nope")
         with pytest.raises(InvalidEntityState, match="non-empty string"):
             await host.entity("counter").mutate("", increment)
@@ -245,7 +245,7 @@ async def test_mutate_in_joins_the_callers_unit_of_work(sqlite_url: str) -> None
             raise Failing("after both")
 
         with pytest.raises(Failing):
-            await host.db.run(two)
+            await host.run(two)
         assert await counters.get_many(["a", "b"]) == {}
         assert await counts(host) == (0, 0, 0)
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import reactive_core
 
 EXPECTED = {
-    "CONFIG_ACTOR", "CONFIG_REASON", "SYSTEM_ACTOR", "Actor", "Broadcast", "CacheEntry", "CacheStore", "ConfigError",
-    "ConfigItemError", "Database", "DeliveryNotFound", "DeliveryRow", "DoctorReport",
+    "Actor", "Broadcast", "CONFIG_ACTOR", "CONFIG_REASON", "CacheEntry", "CacheStore",
+    "CliCommand", "CliContext", "ConfigError", "ConfigItemError", "DeliveryNotFound",
+    "DeliveryRow", "DeliveryStatus", "DemoContext", "DemoStep", "DoctorReport",
     "DuplicateRegistration", "EntityChange", "EntityHandle", "EntityKind", "Host", "HostConfig",
-    "InvalidEntityState", "MemoryCacheStore", "PluginLoadError", "ReactiveCoreError",
-    "ReadThroughCache", "Registry", "RouteFinding", "RegistryError", "TableFinding", "Transition",
-    "UnknownEntityKind", "WorkQueue", "after_commit", "apply_config_file", "apply_config_text",
-    "diff_states", "doctor", "hookimpl", "hookspec", "with_entity_remove", "with_entity_write",
+    "InvalidEntityState", "MemoryCacheStore", "PluginLoadError", "QueueStatus",
+    "ReactiveCoreError", "ReadThroughCache", "Registry", "RegistryError", "RetryPolicy",
+    "RouteFinding", "RouteStatus", "SYSTEM_ACTOR", "TableFinding", "Timer", "TimerError",
+    "TimerStatus", "Timers", "Transition", "UnknownEntityKind", "WorkQueue", "Write",
+    "after_commit", "apply_config_file", "apply_config_text", "diff_states", "doctor",
+    "hookimpl", "hookspec", "with_entity_remove", "with_entity_write",
 }
 
 

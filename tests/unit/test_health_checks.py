@@ -11,21 +11,20 @@ import anyio
 import anyio.abc
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from catalog_plugin import Catalog
 from health_plugin import (
+    CHECK_TOPIC,
     CheckOutcome,
     HealthService,
     HealthStatus,
     StrategyContext,
     Thresholds,
+    health_service,
 )
-from health_plugin.demo import FlakyTarget
-from health_plugin.runtime import runtime_of
-from health_plugin.schema import health_check_schedule
+from health_plugin.flaky import FlakyTarget
 from plugins_for_tests import make_health_host
-from reactive_core import ConfigError, DuplicateRegistration, EntityChange, Host, hookimpl
+from reactive_core import ConfigError, DuplicateRegistration, EntityChange, Host, Timer, hookimpl
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +50,7 @@ def closed_port() -> int:
 async def attach(host: Host, check_id: str, strategy: str, config: dict[str, Any],
                  thresholds: Thresholds | None = None, system_id: str = "api",
                  interval: float = 60.0) -> HealthService:
-    service = HealthService(host)
+    service = health_service(host)
     catalog = Catalog(host)
     if await catalog.get_system(system_id) is None:
         await catalog.upsert_system(system_id, name=system_id.upper())
@@ -106,7 +105,7 @@ async def test_http_status_and_body_matching(host: Host) -> None:
             "post": ({"method": "post", "headers": {"X-Probe": "1"}, "body": "{}"},
                      "healthy", None),
         }
-        service = HealthService(host)
+        service = health_service(host)
         for check_id, (extra, _, _) in cases.items():
             await service.upsert_check(check_id, strategy="http",
                                        config={"url": target.url, **extra})
@@ -173,7 +172,7 @@ async def test_another_plugin_adds_a_strategy(sqlite_url: str, anyio_backend: st
         assert status is not None and status.status is HealthStatus.DEGRADED
     # The stored check outlives its strategy's plugin: runs then fail clearly.
     async with make_host(sqlite_url) as host:
-        outcome = await HealthService(host).run_check("fixed")
+        outcome = await health_service(host).run_check("fixed")
         assert outcome.status is HealthStatus.UNHEALTHY
         assert outcome.result["error"] == "unknown strategy 'fixed': expected one of http, tcp"
 
@@ -213,8 +212,7 @@ async def test_scheduler_runs_checks_and_drives_the_entity(
 
     async with (
         FlakyTarget([("ok", 2), ("error", 1)]) as target,
-        make_host(sqlite_url, Watcher(), scheduler=True, tick_seconds=0.02,
-                  jitter_ratio=0) as host,
+        make_host(sqlite_url, Watcher(), scheduler=True, jitter_ratio=0) as host,
     ):
         service = await attach(host, "web", "http", {"url": target.url},
                                thresholds=EAGER, interval=0.05)
@@ -224,9 +222,9 @@ async def test_scheduler_runs_checks_and_drives_the_entity(
         assert [r.status for r in runs][-3:] == ["unhealthy", "healthy", "healthy"]
         stamps = sorted(r.timestamp for r in runs)
         gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
-        # One run per interval (claims are spaced by it; a run's timestamp is when it
-        # started, a few ms after its claim), never two at once.
-        assert sum(gaps) / len(gaps) >= 0.048 and min(gaps) >= 0.025
+        # One run per interval (the timer keeps the check's cadence), never two at once.
+        elapsed = (stamps[-1] - stamps[0]).total_seconds()
+        assert len(stamps) <= elapsed / 0.05 + 2 and min(gaps) >= 0.025
 
         await service.pause_check("web")
         paused_at = target.requests
@@ -239,7 +237,7 @@ async def test_scheduler_bounds_concurrency_and_releases_leases_on_exit(
     sqlite_url: str, anyio_backend: str,
 ) -> None:
     async with FlakyTarget([("hang", 1)]) as target:
-        async with make_host(sqlite_url, scheduler=True, tick_seconds=0.02, jitter_ratio=0,
+        async with make_host(sqlite_url, scheduler=True, jitter_ratio=0,
                              max_concurrency=2) as host:
             for n in range(5):
                 await attach(host, f"slow-{n}", "http",
@@ -249,18 +247,17 @@ async def test_scheduler_bounds_concurrency_and_releases_leases_on_exit(
                     await anyio.sleep(0.01)
             await anyio.sleep(0.2)  # ten ticks: no third run may start
             assert target.requests == 2
-            scheduler = runtime_of(host).scheduler
-            assert scheduler is not None and scheduler.in_flight == 2
-            leased = await host.db.read(lambda tx: tx.execute(
-                select(health_check_schedule.c.lease_owner)
-                .where(health_check_schedule.c.lease_owner.is_not(None))).all())
-            assert len(leased) == 2
+            firing = [t for t in host.timer_runner.firing if t.topic == CHECK_TOPIC]
+            assert len(firing) == 2
+            assert len(await leased_checks(host)) == 2
         # The host stopped while two runs hung: they were cancelled and their leases freed.
+        assert sorted(host.abandoned) == sorted(f"timer {CHECK_TOPIC}:{t.key}" for t in firing)
         async with make_host(sqlite_url) as host:
-            leased = await host.db.read(lambda tx: tx.execute(
-                select(health_check_schedule.c.lease_owner)
-                .where(health_check_schedule.c.lease_owner.is_not(None))).all())
-            assert leased == []
+            assert await leased_checks(host) == []
+
+
+async def leased_checks(host: Host) -> list[Timer]:
+    return [t for t in await host.timers.list(CHECK_TOPIC) if t.lease_owner is not None]
 
 
 @pytest.mark.parametrize("use_env_proxy", [False, True])

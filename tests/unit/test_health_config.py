@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from catalog_plugin import Catalog
-from health_plugin import HealthService, HealthState, HealthStatus, ThresholdMode
+from health_plugin import HealthState, HealthStatus, ThresholdMode, health_service
 from plugins_for_tests import make_health_host
 from reactive_core import ConfigError, Host, apply_config_text
 
@@ -63,7 +63,7 @@ async def test_apply_declares_checks_and_associations(host: Host) -> None:
         "associated check api-http with system api (enabled)",
         "associated check db-tcp with system api (enabled)",
     ]
-    service = HealthService(host)
+    service = health_service(host)
     check = await service.get_check("api-http")
     assert check is not None
     assert (check.name, check.strategy, check.interval_seconds, check.paused) == (
@@ -131,7 +131,7 @@ async def test_bad_config_is_refused_naming_the_line_and_nothing_is_stored(
     message = str(info.value)
     assert message.startswith(f"health.yaml:{line_of(text, marker)}: "), message
     assert expected in message
-    service = HealthService(host)
+    service = health_service(host)
     assert await service.checks() == []
     assert await service.associations() == []
     assert await Catalog(host).systems() == {}
@@ -143,4 +143,4 @@ async def test_duplicate_declarations_are_refused(host: Host) -> None:
     with pytest.raises(ConfigError, match=r":24: associations\[2\] \(system 'api', check "
                                           r"'api-http'\) is already declared by associations\[0\]"):
         await apply_config_text(host, text)
-    assert await HealthService(host).checks() == []
+    assert await health_service(host).checks() == []

@@ -18,7 +18,7 @@ from health_plugin import (
     Thresholds,
     UnknownCheck,
     UnknownSystem,
-    status_rows,
+    health_service,
 )
 from plugins_for_tests import SubscriberPlugin, make_health_host
 from reactive_core import EntityChange, Host, WorkQueue, doctor
@@ -42,7 +42,7 @@ async def host(sqlite_url: str, anyio_backend: str) -> AsyncIterator[Host]:
 
 @pytest.fixture
 def service(host: Host) -> HealthService:
-    return HealthService(host)
+    return health_service(host)
 
 
 async def setup_system(host: Host, service: HealthService, system_id: str = "api",
@@ -271,7 +271,7 @@ async def test_status_cache_is_invalidated_before_subscribers_are_notified(
         SubscriberPlugin("health", reader("broadcast"), name="b-reader"),
         SubscriberPlugin("health", reader("queue"), WorkQueue("q-reader"), name="q-reader"),
     ) as host:
-        service = holder["service"] = HealthService(host)
+        service = holder["service"] = health_service(host)
         await setup_system(host, service, thresholds=EAGER)
         await host.drain()
         for outcome in (FAIL, OK, FAIL):
@@ -287,11 +287,11 @@ async def test_status_rows_say_since_when(host: Host, service: HealthService) ->
     await setup_system(host, service, thresholds=EAGER)
     await setup_system(host, service, "web")
     await service.record_run("ping", FAIL)
-    rows = await status_rows(host)
-    assert [(r["system_id"], r["status"], r["healthy_checks"], r["total_checks"])
+    rows = await service.system_statuses()
+    assert [(r.system_id, r.status, r.healthy_checks, r.total_checks)
             for r in rows] == [("api", "unhealthy", 0, 1), ("web", "healthy", 1, 1)]
     changes = await health_changes(host)
-    assert rows[0]["since"] == changes[-1].occurred_at
+    assert rows[0].since == changes[-1].occurred_at
 
 
 async def test_doctor_finds_every_health_table_accounted_for(host: Host) -> None:
@@ -303,7 +303,6 @@ async def test_doctor_finds_every_health_table_accounted_for(host: Host) -> None
         "health_check_runs": "declared",
         "health_check_run_aggregates": "declared",
         "health_check_state_transitions": "declared",
-        "health_check_schedule": "declared",
     }
     assert report.ok
 
@@ -312,13 +311,14 @@ async def test_public_names_are_pinned_and_sorted() -> None:
     assert health_plugin.__all__ == sorted(health_plugin.__all__)
     assert set(health_plugin.__all__) == {
         "Association", "AssociationDeclaration", "AssociationWrite", "CheckConfiguration",
-        "CheckDeclaration", "CheckOutcome", "CheckRun", "CheckStateTransition", "CheckWrite",
+        "CHECK_TOPIC", "CheckDeclaration", "CheckOutcome", "CheckRun", "CheckStateTransition",
+        "CheckWrite",
         "HEALTH_KIND", "HealthChangeClassification", "HealthError", "HealthPlugin",
         "HealthService", "HealthSettings", "HealthState", "HealthStatus", "InvalidCheck",
         "SYSTEM_CLEANUP_GROUP", "SYSTEM_DEGRADED", "SYSTEM_HEALTHY", "SYSTEM_HEALTH_CHANGED",
-        "Strategy", "StrategyContext", "ThresholdMode", "Thresholds", "UnknownCheck",
+        "Strategy", "StrategyContext", "SystemStatus", "ThresholdMode", "Thresholds", "UnknownCheck",
         "UnknownSystem", "classify_health_change", "derive_health_triggers",
-        "evaluate_status", "health_change_payload", "plugin", "status_rows",
+        "evaluate_status", "health_change_payload", "health_service",
     }
     assert health_plugin.HEALTH_KIND == "health"
     assert HealthState(status="healthy", healthy_checks=1, total_checks=2).model_dump(

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Connection, func, select
 
 from catalog_plugin import Catalog
-from health_plugin import CheckOutcome, HealthService, HealthStatus, Thresholds
-from health_plugin.retention import p95, retention_job, run_retention_in
+from health_plugin import CheckOutcome, HealthService, HealthStatus, Thresholds, health_service
+from health_plugin.retention import p95, run_retention_in
 from health_plugin.schema import health_check_run_aggregates, health_check_runs
 from plugins_for_tests import make_health_host
 from reactive_core import Host
@@ -36,7 +36,7 @@ def outcome(index: int) -> CheckOutcome:
 
 
 async def seed(host: Host, count: int, check_id: str = "ping") -> HealthService:
-    service = HealthService(host)
+    service = health_service(host)
     if await Catalog(host).get_system("api") is None:
         await Catalog(host).upsert_system("api", name="API")
     await service.upsert_check(check_id, strategy="tcp", config={"host": "127.0.0.1", "port": 9})
@@ -48,7 +48,7 @@ async def seed(host: Host, count: int, check_id: str = "ping") -> HealthService:
         for i in range(count):
             service.record_run_in(tx, check_id, outcome(i), timestamp=BASE + i * STEP)
 
-    await host.db.run(record)
+    await host.run(record)
     return service
 
 
@@ -57,14 +57,14 @@ async def test_old_runs_fold_into_whole_hour_aggregates(host: Host) -> None:
     health_before = await host.entity("health").get("api")
     changes_before = len(await host.changes(kind="health"))
 
-    counts = await host.db.run(lambda tx: run_retention_in(
+    counts = await host.run(lambda tx: run_retention_in(
         tx, now=BASE + timedelta(hours=60), raw_retention=timedelta(hours=24),
         transition_retention=timedelta(days=3650)))
 
     # The 100 newest runs start with run 50 (BASE + 16h40m): only the 16 whole hours
     # before BASE + 16h may go, although the 24-hour cut-off alone would allow more.
     assert counts == {"runs": 48, "buckets": 16, "transitions": 0}
-    rows = await host.db.read(lambda tx: tx.execute(
+    rows = await host.read(lambda tx: tx.execute(
         select(health_check_run_aggregates).order_by(health_check_run_aggregates.c.bucket_start)
     ).all())
     assert [r.bucket_start.replace(tzinfo=UTC) for r in rows] == [
@@ -74,7 +74,7 @@ async def test_old_runs_fold_into_whole_hour_aggregates(host: Host) -> None:
         assert (row.run_count, row.healthy_count) == (3, 2)
         assert (row.latency_sum_ms, row.latency_count) == (sum(latencies), 3)
         assert row.p95_latency_ms == max(latencies)
-    left = await host.db.read(lambda tx: tx.execute(
+    left = await host.read(lambda tx: tx.execute(
         select(func.count()).select_from(health_check_runs)).scalar())
     assert left == 102
     assert len(await service.runs("api", limit=1000)) == 102
@@ -82,7 +82,7 @@ async def test_old_runs_fold_into_whole_hour_aggregates(host: Host) -> None:
     assert await host.entity("health").get("api") == health_before
     assert len(await host.changes(kind="health")) == changes_before
 
-    again = await host.db.run(lambda tx: run_retention_in(
+    again = await host.run(lambda tx: run_retention_in(
         tx, now=BASE + timedelta(hours=60), raw_retention=timedelta(hours=24),
         transition_retention=timedelta(days=3650)))
     assert again == {"runs": 0, "buckets": 0, "transitions": 0}
@@ -90,7 +90,7 @@ async def test_old_runs_fold_into_whole_hour_aggregates(host: Host) -> None:
 
 async def test_a_check_with_fewer_than_100_runs_keeps_them_all(host: Host) -> None:
     await seed(host, 99)
-    counts = await host.db.run(lambda tx: run_retention_in(
+    counts = await host.run(lambda tx: run_retention_in(
         tx, now=BASE + timedelta(days=365), raw_retention=timedelta(hours=1),
         transition_retention=timedelta(days=3650)))
     assert counts["runs"] == 0
@@ -101,7 +101,7 @@ async def test_old_check_transitions_go_but_the_newest_per_check_stays(host: Hos
     await seed(host, 3, check_id="other")
     before = await service.check_transitions("api")
     assert len(before) > 4
-    counts = await host.db.run(lambda tx: run_retention_in(
+    counts = await host.run(lambda tx: run_retention_in(
         tx, now=datetime.now(UTC) + timedelta(days=1), raw_retention=timedelta(days=3650),
         transition_retention=timedelta(hours=1)))
     after = await service.check_transitions("api")
@@ -113,8 +113,9 @@ async def test_old_check_transitions_go_but_the_newest_per_check_stays(host: Hos
 
 async def test_the_retention_job_uses_the_host_settings(host: Host) -> None:
     await seed(host, 5)
-    await retention_job(host, datetime.now(UTC))  # 7 days of raw runs by default: keeps all
-    assert len(await HealthService(host).runs("api")) == 5
+    job = host.registry.jobs["health.retention"]
+    await job.fn(host, datetime.now(UTC))  # 7 days of raw runs by default: keeps all
+    assert len(await health_service(host).runs("api")) == 5
 
 
 def test_p95_is_the_nearest_rank() -> None:

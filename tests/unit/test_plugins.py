@@ -112,7 +112,7 @@ async def test_a_misspelled_hook_fails_at_load(sqlite_url: str) -> None:
         def reactive_regster(self, registry):  # type: ignore[no-untyped-def]
             pass
 
-    with pytest.raises(PluginLoadError, match="'typo' is invalid.*reactive_regster"):
+    with pytest.raises(PluginLoadError, match=r"'typo' is invalid.*reactive_regster"):
         Host(database_url=sqlite_url, plugins=[Typo()], entry_points=False).load_plugins()
 
 
@@ -206,7 +206,7 @@ async def test_doctor_flags_a_stale_route_with_a_backlog(sqlite_url: str) -> Non
 
     from plugins_for_tests import SubscriberPlugin, increment
     from reactive_core import WorkQueue
-    from reactive_core._schema import work_queue_routes
+    from reactive_core._store.schema import work_queue_routes
 
     async def handler(change):  # type: ignore[no-untyped-def]
         pass
@@ -219,7 +219,7 @@ async def test_doctor_flags_a_stale_route_with_a_backlog(sqlite_url: str) -> Non
                     config={"run_jobs": False}) as host:
         await host.entity("counter").mutate("a", increment)
         assert (await doctor(host)).ok
-        await host.db.run(lambda tx: tx.execute(update(work_queue_routes).values(
+        await host.run(lambda tx: tx.execute(update(work_queue_routes).values(
             last_seen_at=datetime(2020, 1, 1, tzinfo=UTC))))
         report = await doctor(host)
     (route,) = report.routes

@@ -68,7 +68,7 @@ def test_payload_default_form_and_single_mapper_rule() -> None:
         (lambda r: r.register_change_deriver(None, lambda c: []), "received None"),
         (lambda r: r.on_entity_changed("x", lambda c: None, delivery="queue"), "Broadcast() or WorkQueue"),
         (lambda r: r.declare_non_reactive_state("t", "because", "n"), "raw-sample, sensitive"),
-        (lambda r: r.add_job("j", lambda h, s: None), "exactly one of every= or cron="),
+        (lambda r: r.add_job("j", lambda h, s: None), "exactly one of every= and cron="),
         (lambda r: r.add_config_section("items", Counter, lambda tx, h, i: [], identity=["id"]),
          "identity names id, which Counter has no field for: expected some of n, label, tags"),
     ],

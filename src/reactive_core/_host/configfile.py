@@ -18,11 +18,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection
 
-from ._changes import Actor
-from ._errors import ConfigError
+from .._entities.changes import Actor
+from .._errors import ConfigError
 
 if TYPE_CHECKING:
-    from ._host import Host
+    from .host import Host
 
 SectionApply = Callable[[Connection, "Host", list[Any]], list[str]]
 
@@ -67,7 +67,8 @@ def _line_of(node: yaml.Node | None, path: Sequence[Any]) -> int | None:
                     break
             else:
                 return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+        elif (isinstance(node, yaml.SequenceNode) and isinstance(step, int)
+              and step < len(node.value)):
             node = node.value[step]
         else:
             return line
@@ -118,7 +119,8 @@ def parse_config(text: str, sections: Sequence[ConfigSection], *, source: str) -
     for key, value in data.items():
         section = by_key.get(str(key))
         if section is None:
-            raise ConfigError(f"{parsed.where(key)}: unknown section {key!r}: expected one of {known}")
+            raise ConfigError(
+                f"{parsed.where(key)}: unknown section {key!r}: expected one of {known}")
         if value is None:
             value = []
         if not isinstance(value, list):
@@ -141,7 +143,8 @@ def parse_config(text: str, sections: Sequence[ConfigSection], *, source: str) -
             if section.identity:
                 ident = tuple(getattr(models[-1], name) for name in section.identity)
                 if ident in seen:
-                    shown = ", ".join(f"{n} {v!r}" for n, v in zip(section.identity, ident))
+                    shown = ", ".join(
+                        f"{n} {v!r}" for n, v in zip(section.identity, ident, strict=True))
                     raise ConfigError(
                         f"{parsed.where(key, index, section.identity[-1])}: {key}[{index}] "
                         f"({shown}) is already declared by {key}[{seen[ident]}]: expected "
@@ -181,4 +184,4 @@ async def apply_config_text(host: Host, text: str, *, source: str = "<config>") 
     """Validate and apply a config document in one transaction; returns what changed."""
     sections = list(host.registry.config_sections.values())
     parsed = parse_config(text, sections, source=source)
-    return await host.db.run(apply_parsed, host, parsed, sections)
+    return await host.run(apply_parsed, host, parsed, sections)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .._clock import as_utc
+
 
 @dataclass(frozen=True, slots=True)
 class Actor:
@@ -101,3 +103,14 @@ def diff_states(
             changed.append(name)
     delta = {name: after.get(name) for name in changed}
     return delta, tuple(changed)
+
+
+def row_to_change(row: Any) -> EntityChange:
+    """An `entity_changes` row as an `EntityChange`."""
+    return EntityChange(
+        change_id=row.change_id, seq=int(row.seq), kind=row.kind, id=row.entity_id,
+        prev=row.prev, next=row.next, delta=row.delta or {},
+        changed_fields=tuple(row.changed_fields or ()),
+        actor=Actor(row.actor_type, row.actor_id), occurred_at=as_utc(row.occurred_at),
+        reason=row.reason,
+    )

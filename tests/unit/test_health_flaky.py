@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from health_plugin.demo import DEFAULT_PLAN, FlakyTarget, run_flaky_target
+from health_plugin.flaky import DEFAULT_PLAN, FlakyTarget, run_flaky_target
 
 pytestmark = pytest.mark.anyio
 

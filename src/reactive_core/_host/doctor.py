@@ -6,13 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, func, select
-
-from ._entities import as_utc, utcnow
-from ._schema import entity_deliveries, work_queue_routes
-
 if TYPE_CHECKING:
-    from ._host import Host
+    from .._host.host import Host
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,35 +75,17 @@ async def doctor(host: Host) -> DoctorReport:
                 detail="backs no entity kind and is not declared with "
                        "declare_non_reactive_state"))
     stale = tuple(sorted(t for t in registry.declarations if t not in registry.table_owners))
-
-    def dead(tx: Connection) -> int:
-        return int(tx.execute(select(func.count()).select_from(entity_deliveries)
-                              .where(entity_deliveries.c.status == "dead")).scalar_one())
-
+    queue = await host.work_queue_status()
+    now = host.clock()
+    routes = tuple(RouteFinding(
+        group=r.group, kind=r.kind, last_seen_at=r.last_seen_at, pending=r.pending,
+        stale=r.last_seen_at is None or now - r.last_seen_at > _STALE_AFTER)
+        for r in queue.routes)
     return DoctorReport(tables=tuple(findings), stale_declarations=stale,
-                        dead_letters=await host.db.read(dead),
-                        plugins=tuple(host.plugin_names),
-                        routes=tuple(await host.db.read(_routes)))
+                        dead_letters=queue.dead, plugins=tuple(host.plugin_names),
+                        routes=routes)
 
 
-# A route is refreshed by every instance that handles it (at start and every 10
-# minutes); one not refreshed for an hour has no live instance.
+# A route is refreshed by every instance that handles it (at start and every minute);
+# one not refreshed for an hour has no live instance.
 _STALE_AFTER = timedelta(hours=1)
-
-
-def _routes(tx: Connection) -> list[RouteFinding]:
-    d, r = entity_deliveries, work_queue_routes
-    pending = dict(
-        ((row.group_name, row.kind), int(row.n)) for row in tx.execute(
-            select(d.c.group_name, d.c.kind, func.count().label("n"))
-            .where(d.c.status == "pending").group_by(d.c.group_name, d.c.kind))
-    )
-    now = utcnow()
-    findings = []
-    for row in tx.execute(select(r).order_by(r.c.group_name, r.c.kind)):
-        seen = as_utc(row.last_seen_at)
-        findings.append(RouteFinding(
-            group=row.group_name, kind=row.kind, last_seen_at=seen,
-            pending=pending.get((row.group_name, row.kind), 0),
-            stale=seen is None or now - seen > _STALE_AFTER))
-    return findings

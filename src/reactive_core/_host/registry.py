@@ -1,11 +1,11 @@
-"""What plugins declare: tables, entity kinds, derivers, subscriptions, jobs."""
+"""What plugins declare: tables, entity kinds, derivers, subscriptions, timers, jobs."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -13,56 +13,30 @@ import pluggy
 from pydantic import BaseModel
 from sqlalchemy import MetaData
 
-from ._changes import EntityChange
-from ._config import ConfigSection, SectionApply
-from ._errors import DuplicateRegistration, RegistryError, UnknownEntityKind
-from ._schedule import Schedule, parse_schedule
-from ._schema import CORE_TABLES
+from .._delivery.policy import Broadcast, Delivery, RetryPolicy, WorkQueue
+from .._entities.changes import EntityChange
+from .._errors import DuplicateRegistration, RegistryError, UnknownEntityKind
+from .._store.schema import CORE_TABLES
+from .._timers.jobs import Job, JobFn
+from .._timers.runner import TimerHandler, TimerTopic
+from .._timers.schedule import parse_schedule
+from .configfile import ConfigSection, SectionApply
 
 if TYPE_CHECKING:
-    from ._host import Host
+    pass
 
 logger = logging.getLogger("reactive_core.registry")
 
 NonReactiveReason = Literal["raw-sample", "sensitive", "externally-owned", "bookkeeping"]
-NON_REACTIVE_REASONS: tuple[str, ...] = ("raw-sample", "sensitive", "externally-owned", "bookkeeping")
+NON_REACTIVE_REASONS: tuple[str, ...] = (
+    "raw-sample", "sensitive", "externally-owned", "bookkeeping")
 
 Deriver = Callable[[EntityChange], list[str]]
 PayloadMapper = Callable[[EntityChange], dict[str, Any]]
 ChangeHandler = Callable[[EntityChange], Awaitable[None]]
 ReadFn = Callable[[Any, list[str]], Mapping[str, Any]]
-JobFn = Callable[["Host", datetime], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Broadcast:
-    """Delivery to every running host instance (each calls the handler once per change)."""
-
-
-@dataclass(frozen=True, slots=True)
-class WorkQueue:
-    """Delivery to exactly one instance per `group`, in per-entity order, with retries.
-
-    A delivery whose handler fails is retried with exponential backoff; after
-    `max_retries` retries it is dead-lettered (listable, replayable).
-    """
-
-    group: str
-    max_retries: int = 5
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.group, str) or not self.group.strip():
-            raise RegistryError(
-                f"WorkQueue group must be a non-empty string, received {self.group!r}"
-            )
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise RegistryError(
-                f"WorkQueue({self.group!r}) max_retries must be an integer >= 0, "
-                f"received {self.max_retries!r}"
-            )
-
-
-Delivery = Broadcast | WorkQueue
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,16 +81,6 @@ class NonReactiveDeclaration:
     plugin: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Job:
-    """A scheduled job: runs once per cluster per slot of its schedule."""
-
-    name: str
-    fn: JobFn
-    schedule: Schedule
-    plugin: str | None
-
-
 @dataclass(slots=True)
 class _Derivation:
     derivers: list[Deriver] = field(default_factory=list)
@@ -145,8 +109,8 @@ class Registry:
         self._broadcast_count = 0
         self._work_queue_count = 0
         self._config_sections: dict[str, ConfigSection] = {}
+        self._timer_topics: dict[str, TimerTopic] = {}
         self.plugin_manager: pluggy.PluginManager | None = None
-        self._host: Host | None = None
 
     # -- declarations ---------------------------------------------------------------
 
@@ -249,7 +213,8 @@ class Registry:
                         f"work-queue group {delivery.group!r} already handles kind {kind!r} "
                         f"with {sub.name}: expected one handler per (group, kind)"
                     )
-        sub = Subscription(kind=kind, handler=handler, delivery=delivery, plugin=self.current_plugin)
+        sub = Subscription(kind=kind, handler=handler, delivery=delivery,
+                           plugin=self.current_plugin)
         self._subscriptions.append(sub)
         self._changed()
 
@@ -297,6 +262,46 @@ class Registry:
             raise RegistryError(f"add_job({name!r}): {exc}") from exc
         self._jobs[name] = Job(name=name, fn=fn, schedule=schedule, plugin=self.current_plugin)
 
+    def on_timer(
+        self, topic: str, handler: TimerHandler, *, concurrency: int = 16,
+        lease_seconds: float = 60.0, retry: RetryPolicy | None = None,
+        timeout_seconds: float | None = None,
+    ) -> None:
+        """Handle the durable timers of `topic`: `async handler(timer)` when one fires.
+
+        At most `concurrency` firings of the topic run at once on an instance; a firing
+        holds a lease of `lease_seconds` (extended while it runs; an instance that dies
+        loses it and another fires the timer). A handler that raises is retried per
+        `retry` (default: 3 retries); `timeout_seconds` bounds one firing. Arm timers with
+        `host.timers.schedule(topic, key, ...)`.
+        """
+        if not isinstance(topic, str) or not topic.strip():
+            raise RegistryError(f"on_timer: topic must be a non-empty string, received {topic!r}")
+        if not callable(handler):
+            raise RegistryError(f"on_timer({topic!r}): handler must be an async callable, "
+                                f"received {handler!r}")
+        if topic in self._timer_topics:
+            raise DuplicateRegistration(
+                f"timer topic {topic!r} registered by plugin {self.current_plugin!r} is "
+                f"already handled by {self._timer_topics[topic].name} (plugin "
+                f"{self._timer_topics[topic].plugin!r}): expected one handler per topic")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise RegistryError(f"on_timer({topic!r}): concurrency must be an integer >= 1, "
+                                f"received {concurrency!r}")
+        for name, value in (("lease_seconds", lease_seconds), ("timeout_seconds", timeout_seconds)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not value > 0):
+                raise RegistryError(f"on_timer({topic!r}): {name} must be a number > 0, "
+                                    f"received {value!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise RegistryError(f"on_timer({topic!r}): retry must be a RetryPolicy, "
+                                f"received {retry!r}")
+        self._timer_topics[topic] = TimerTopic(
+            topic=topic, handler=handler, concurrency=concurrency,
+            lease_seconds=float(lease_seconds), retry=retry or RetryPolicy(max_retries=3),
+            timeout_seconds=timeout_seconds, plugin=self.current_plugin)
+        self._changed()
+
     def add_hookspecs(self, specs: ModuleType | type) -> None:
         """Add a plugin's own hook specs (a module or class of `hookspec` functions).
 
@@ -321,7 +326,8 @@ class Registry:
         values are refused, naming both.
         """
         if not isinstance(key, str) or not key.strip():
-            raise RegistryError(f"add_config_section: key must be a non-empty string, received {key!r}")
+            raise RegistryError(
+                f"add_config_section: key must be a non-empty string, received {key!r}")
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise RegistryError(
                 f"add_config_section({key!r}): model must be a pydantic BaseModel subclass, "
@@ -344,21 +350,6 @@ class Registry:
             identity=tuple(identity),
         )
 
-    @property
-    def host(self) -> Host:
-        """The host that owns this registry.
-
-        Handlers registered in `reactive_register` can capture the registry and reach
-        the host (its database, its entity handles) when they run.
-        """
-        if self._host is None:
-            raise RegistryError("this registry belongs to no host")
-        return self._host
-
-    def bind_host(self, host: Host) -> None:
-        """Attach the owning host (done by `Host.__init__`)."""
-        self._host = host
-
     # -- lookups --------------------------------------------------------------------
 
     @property
@@ -380,6 +371,11 @@ class Registry:
     def jobs(self) -> Mapping[str, Job]:
         """Declared jobs by name."""
         return self._jobs
+
+    @property
+    def timer_topics(self) -> Mapping[str, TimerTopic]:
+        """Timer topics with a handler on this instance, by topic."""
+        return self._timer_topics
 
     @property
     def declarations(self) -> Mapping[str, NonReactiveDeclaration]:
@@ -461,7 +457,7 @@ class Registry:
         for derive in derivation.derivers:
             try:
                 triggers = derive(change)
-            except Exception:  # noqa: BLE001 - one deriver must not hide the others
+            except Exception:
                 logger.exception(
                     "deriver %s failed for %s:%s (change %s)",
                     _name(derive), change.kind, change.id, change.change_id,

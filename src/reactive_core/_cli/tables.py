@@ -10,19 +10,16 @@ import dataclasses
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from ._changes import EntityChange
-from ._delivery import DeliveryRow
-from ._doctor import DoctorReport
-from ._host import Transition
-
-if TYPE_CHECKING:
-    from ._host import Host
+from .._delivery.queue import DeliveryRow
+from .._entities.changes import EntityChange
+from .._entities.logs import Transition
+from .._host.doctor import DoctorReport
+from .._timers.timers import Timer
 
 CELL_WIDTH = 48
 """Longest cell a table prints before shortening it with an ellipsis."""
@@ -70,11 +67,16 @@ def fmt_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def fmt_since(since: datetime | None, now: datetime) -> str:
-    """`2025-06-01 12:00:03 UTC (for 3m 12s)`; `-` when unknown."""
+def fmt_since(since: datetime | None, now: datetime, *, future: bool = False) -> str:
+    """`2025-06-01 12:00:03 UTC (for 3m 12s)`, or with `future` `... (in 3m 12s)` /
+    `(3m 12s ago)`; `-` when unknown."""
     if since is None:
         return "-"
-    return f"{fmt_time(since)} UTC (for {fmt_duration((now - since).total_seconds())})"
+    seconds = (now - since).total_seconds()
+    if not future:
+        return f"{fmt_time(since)} UTC (for {fmt_duration(seconds)})"
+    when = f"in {fmt_duration(-seconds)}" if seconds < 0 else f"{fmt_duration(seconds)} ago"
+    return f"{fmt_time(since)} UTC ({when})"
 
 
 def shorten(text: str, width: int = CELL_WIDTH) -> str:
@@ -95,7 +97,7 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
-        padded = [c.ljust(w) for c, w in zip(row[:-1], widths)] + [row[-1]]
+        padded = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)] + [row[-1]]
         lines.append("  ".join(padded).rstrip())
     return "\n".join(lines)
 
@@ -224,48 +226,12 @@ def doctor_json(report: DoctorReport) -> str:
     return to_json(data)
 
 
-# -- health ---------------------------------------------------------------------------
-
-CATALOG_KIND = "catalog-system"
-"""The catalog plugin's kind, where `reactive status` finds system names (if loaded)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SystemStatus:
-    """One row of `reactive status`: a system's health and since when it holds."""
-
-    system_id: str
-    name: str | None
-    status: str
-    healthy_checks: int
-    total_checks: int
-    since: datetime | None
-
-
-async def system_statuses(host: Host) -> list[SystemStatus]:
-    """Every system with a `health` entity, by id, with its catalog name when known.
-
-    Built on `health_plugin.status_rows`; needs the health plugin loaded in `host`.
-    """
-    from health_plugin import status_rows
-
-    rows = await status_rows(host)
-    names: dict[str, str | None] = {}
-    if rows and CATALOG_KIND in host.registry.kinds:
-        systems = await host.entity(CATALOG_KIND).get_many(r["system_id"] for r in rows)
-        names = {sid: getattr(state, "name", None) for sid, state in systems.items()}
-    return [SystemStatus(system_id=r["system_id"], name=names.get(r["system_id"]),
-                         status=r["status"], healthy_checks=r["healthy_checks"],
-                         total_checks=r["total_checks"], since=r["since"]) for r in rows]
-
-
-def status_table(rows: Sequence[SystemStatus], *, now: datetime) -> str:
-    """`reactive status`: system (and name, when any is known), status, healthy checks,
-    and since when the status holds (UTC, with how long until `now`)."""
+def timers_table(rows: Sequence[Timer], *, now: datetime) -> str:
+    """`reactive timers`: topic, key, due, schedule, status, fired, last error."""
     if not rows:
-        return "no systems with health checks"
-    named = any(r.name is not None for r in rows)
-    headers = ["system", *(["name"] if named else []), "status", "healthy", "since"]
-    return render_table(headers, (
-        [r.system_id, *([r.name or "-"] if named else []), r.status,
-         f"{r.healthy_checks}/{r.total_checks}", fmt_since(r.since, now)] for r in rows))
+        return "no timers"
+    return render_table(
+        ["topic", "key", "due", "schedule", "status", "fired", "last error"],
+        ([t.topic, t.key, fmt_since(t.due_at, now, future=True),
+          t.cron or (f"every {fmt_duration(t.every_seconds)}" if t.every_seconds else "once"),
+          t.status, t.fired_count, t.last_error or "-"] for t in rows))

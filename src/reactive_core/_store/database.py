@@ -13,23 +13,23 @@ pooled connection and its own transaction.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 import sniffio
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from ._errors import ConfigError
+from .._errors import ConfigError
+from .backend import Backend, Dialect, backend_for
 
 logger = logging.getLogger("reactive_core.db")
 
@@ -38,9 +38,6 @@ T = TypeVar("T")
 DEFAULT_DATABASE_URL = "sqlite:///./reactive.db"
 _AFTER_COMMIT = "reactive_core.after_commit"
 _MAX_BATCH = 256
-
-Dialect = Literal["sqlite", "postgresql"]
-
 
 def after_commit(tx: Connection, callback: Callable[[], None]) -> None:
     """Run `callback` on the event loop once the unit of work `tx` belongs to commits.
@@ -53,12 +50,6 @@ def after_commit(tx: Connection, callback: Callable[[], None]) -> None:
 def _take_after_commit(tx: Connection) -> list[Callable[[], None]]:
     callbacks: list[Callable[[], None]] = tx.info.pop(_AFTER_COMMIT, [])
     return callbacks
-
-
-def entity_lock_key(kind: str, entity_id: str) -> int:
-    """A stable signed 64-bit key for one entity's advisory lock."""
-    digest = hashlib.blake2b(f"{kind}\x00{entity_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 def resolve_database_url(url: str | None) -> str:
@@ -86,7 +77,7 @@ class Database:
         self.url = resolve_database_url(url)
         try:
             parsed = make_url(self.url)
-        except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types here
+        except Exception as exc:
             raise ConfigError(
                 f"database URL {self.url!r} is not valid: expected e.g. "
                 "'sqlite:///./reactive.db' or 'postgresql+psycopg://user@host/db'"
@@ -94,9 +85,11 @@ class Database:
         backend = parsed.get_backend_name()
         if backend not in ("sqlite", "postgresql"):
             raise ConfigError(
-                f"database URL {self.url!r} names backend {backend!r}: expected sqlite or postgresql"
+                f"database URL {self.url!r} names backend {backend!r}: expected sqlite or "
+                "postgresql"
             )
         self.dialect: Dialect = "sqlite" if backend == "sqlite" else "postgresql"
+        self.backend: Backend = backend_for(self.dialect)
         self._pending: list[_Job] = []
         self._writing = False
         self._writer_lock = threading.Lock()
@@ -154,9 +147,8 @@ class Database:
         """Create every table of `metadatas` that does not exist yet."""
 
         def create(tx: Connection) -> None:
-            if self.dialect == "postgresql":
-                # Instances starting together must not race to create the same types.
-                tx.execute(_PG_LOCK, {"key": _SCHEMA_LOCK_KEY})
+            # Instances starting together must not race to create the same tables.
+            self.backend.schema_lock(tx)
             for md in metadatas:
                 md.create_all(tx)
 
@@ -287,14 +279,16 @@ class Database:
                             savepoint = conn.begin_nested()
                             try:
                                 job.result = job.fn(conn, *job.args)
-                            except Exception as exc:  # noqa: BLE001 - handed to its caller
+                            except BaseException as exc:
+                                # Whatever one unit raises (KeyboardInterrupt included)
+                                # is that unit's outcome: the others still commit.
                                 savepoint.rollback()
                                 job.error = exc
                                 conn.info.pop(_AFTER_COMMIT, None)
                                 continue
                             savepoint.commit()
                             job.callbacks = _take_after_commit(conn)
-            except BaseException as exc:  # noqa: BLE001 - the whole batch failed to commit
+            except BaseException as exc:
                 for job in batch:
                     job.callbacks = []
                     if job.error is None:
@@ -302,11 +296,6 @@ class Database:
                         job.result = None
                 if self._writer_conn is not None and self._writer_conn.invalidated:
                     self._writer_conn = None
-
-    def advisory_lock(self, tx: Connection, key: int) -> None:
-        """Take a transaction-scoped lock on `key` (PostgreSQL); SQLite's writer is the lock."""
-        if self.dialect == "postgresql":
-            tx.execute(_PG_LOCK, {"key": key})
 
     async def close(self) -> None:
         """Close every connection."""
@@ -326,10 +315,6 @@ class Database:
         await anyio.to_thread.run_sync(close_all)
 
 
-_PG_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
-_SCHEMA_LOCK_KEY = entity_lock_key("reactive_core", "schema")
-
-
 def _resolve(finished: asyncio.Future[None]) -> None:
     if not finished.done():
         finished.set_result(None)
@@ -339,5 +324,5 @@ def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
     for callback in callbacks:
         try:
             callback()
-        except Exception:  # noqa: BLE001 - a wake-up must never fail a committed write
+        except Exception:
             logger.exception("after-commit callback %r failed", callback)

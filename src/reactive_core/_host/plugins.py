@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pluggy
 
-from . import hookspecs
-from ._errors import ConfigError, PluginLoadError, ReactiveCoreError, RegistryError
-from ._registry import Registry
+from .. import hookspecs
+from .._errors import ConfigError, PluginLoadError, ReactiveCoreError, RegistryError
+from .registry import Registry
+
+if TYPE_CHECKING:
+    from .host import Host
 
 ENTRY_POINT_GROUP = "reactive_core"
 
@@ -32,10 +37,22 @@ def plugin_name(plugin: object) -> str:
     return type(plugin).__name__
 
 
+def instantiate(plugin: object) -> object:
+    """The plugin object for one host: a class (or a factory function) is called with no
+    arguments, so each host gets an instance of its own; an object or module is used
+    as it is."""
+    if isinstance(plugin, type) or inspect.isfunction(plugin):
+        return plugin()
+    return plugin
+
+
 def make_plugin_manager(
     plugins: Sequence[object], *, entry_points: bool
 ) -> pluggy.PluginManager:
     """A plugin manager with the hookspecs, `plugins` and (optionally) entry-point plugins.
+
+    Entry points name a plugin class (or factory); like classes in `plugins`, each is
+    instantiated for this plugin manager alone, so plugin state is per host.
 
     `REACTIVE_PLUGINS` (comma-separated names) allow-lists entry-point plugins,
     `REACTIVE_DISABLE_PLUGINS` deny-lists them; explicitly passed plugins are always
@@ -44,7 +61,12 @@ def make_plugin_manager(
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    for plugin in plugins:
+    for given in plugins:
+        try:
+            plugin = instantiate(given)
+        except Exception as exc:
+            raise PluginLoadError(f"plugin {plugin_name(given)!r} could not be created: "
+                                  f"{type(exc).__name__}: {exc}") from exc
         name = plugin_name(plugin)
         if pm.has_plugin(name) and pm.get_plugin(name) is not plugin:
             raise PluginLoadError(
@@ -70,9 +92,7 @@ def make_plugin_manager(
             if pm.has_plugin(ep.name):
                 continue
             try:
-                obj = ep.load()
-                if isinstance(obj, type):
-                    obj = obj()
+                obj = instantiate(ep.load())
             except Exception as exc:
                 raise PluginLoadError(
                     f"plugin {ep.name!r} (entry point {ep.value!r}) failed to import: "
@@ -92,7 +112,7 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
         raise PluginLoadError(f"plugin {name!r} is invalid: {exc}") from exc
 
 
-def run_register(pm: pluggy.PluginManager, registry: Registry) -> None:
+def run_register(pm: pluggy.PluginManager, registry: Registry, host: Host) -> None:
     """Call every plugin's `reactive_register` in turn, attributing errors to the plugin.
 
     Then check that every hook implementation matches a spec (plugins may add hook
@@ -102,7 +122,8 @@ def run_register(pm: pluggy.PluginManager, registry: Registry) -> None:
     for impl in reversed(pm.hook.reactive_register.get_hookimpls()):
         registry.current_plugin = impl.plugin_name
         try:
-            impl.function(registry=registry)
+            args = {"registry": registry, "host": host}
+            impl.function(**{name: args[name] for name in impl.argnames})
         except RegistryError as exc:
             raise type(exc)(f"plugin {impl.plugin_name!r}: {exc}") from exc
         except ReactiveCoreError:

@@ -1,0 +1,461 @@
+"""The `reactive` command line: run a host, apply config, inspect logs, queues and timers.
+
+Global options (`--database-url`, `--plugin`, `-v`) may come before or after the
+command. Errors raised as `ReactiveCoreError` print `error: <message>` and exit 2.
+
+Plugins add commands of their own (hook `reactive_cli_commands`; the health plugin
+adds `status`), so the parser is built after the plugins are loaded.
+
+Only `serve` (and `demo`) run a host's workers: the broadcast feed, the work-queue
+dispatcher, timers, scheduled jobs. `apply` is a client (`workers=False`): it writes in
+one transaction and leaves the deliveries it causes to the serving instances. The
+inspecting commands load the plugins and read the database without starting anything,
+so looking at a database never handles its deliveries or fires its timers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import anyio
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from .._errors import ConfigError, PluginLoadError, ReactiveCoreError
+from .._host.configfile import apply_config_file
+from .._host.doctor import doctor
+from .._host.host import Host
+from .._store.database import resolve_database_url
+from .._store.schema import CORE_TABLES
+from .._timers.timers import TimerStatus
+from . import tables
+from .commands import CliCommand, CliContext
+from .demo import run_demo
+
+logger = logging.getLogger("reactive_core.cli")
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR, EXIT_ABANDONED = 0, 1, 2, 3
+
+
+# -- options --------------------------------------------------------------------------
+
+def _global_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
+    """`--database-url`, `--plugin`, `-v`; after the command they land in `sub_*` dests."""
+    prefix = "sub_" if after_command else ""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if after_command else value
+
+    parser.add_argument(
+        "--database-url", dest=f"{prefix}database_url", metavar="URL", default=default(None),
+        help="database to use (default: $REACTIVE_DATABASE_URL or sqlite:///./reactive.db)")
+    parser.add_argument(
+        "--plugin", dest=f"{prefix}plugins", metavar="MODULE:ATTR", action="append",
+        default=default([]),
+        help="also load this plugin (a class, factory or object; repeatable), besides the "
+             "installed entry points")
+    parser.add_argument(
+        "-v", "--verbose", dest=f"{prefix}verbose", action="count", default=default(0),
+        help="log more (repeat for debug output)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Says where commands come from when one is unknown."""
+
+    def error(self, message: str) -> NoReturn:
+        if "invalid choice" in message and "COMMAND" in message:
+            message += (" — plugins add commands (the health plugin adds `status`): is the "
+                        "plugin that adds it installed and enabled (REACTIVE_PLUGINS, "
+                        "REACTIVE_DISABLE_PLUGINS, --plugin)?")
+        super().error(message)
+
+
+def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.ArgumentParser:
+    """The argument parser of `reactive`, with the commands plugins add."""
+    parser = _Parser(prog="reactive", description="Run and inspect a reactive-core host.")
+    _global_options(parser)
+    common = _Parser(add_help=False)
+    _global_options(common, after_command=True)
+    listing = _Parser(add_help=False)
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", parents=[common], help="run the host until stopped")
+    serve.add_argument("--lease-seconds", type=float, metavar="S",
+                       help="work-queue lease length (host config lease_seconds)")
+    serve.add_argument("--poll-interval", type=float, metavar="S",
+                       help="backstop poll of feed and queue (host config poll_interval)")
+    serve.add_argument("--shutdown-timeout", type=float, metavar="S",
+                       help="on SIGTERM/SIGINT, how long running handlers may finish before "
+                            "they are cut off (host config shutdown_timeout_seconds); a "
+                            "second signal cuts them off at once")
+
+    apply = commands.add_parser("apply", parents=[common],
+                                help="declare what a config file says (idempotent)")
+    apply.add_argument("-f", "--file", required=True, metavar="FILE",
+                       help="YAML config file; applied in one transaction")
+
+    transitions = commands.add_parser("transitions", parents=[common, listing],
+                                      help="the per-field transition log, newest last")
+    transitions.add_argument("--kind", metavar="K")
+    transitions.add_argument("--id", dest="entity_id", metavar="ID")
+    transitions.add_argument("--field", metavar="F")
+    transitions.add_argument("--limit", type=_positive, default=100, metavar="N",
+                             help="show the newest N rows (default 100)")
+
+    changes = commands.add_parser("changes", parents=[common, listing],
+                                  help="the change feed, newest last")
+    changes.add_argument("--kind", metavar="K")
+    changes.add_argument("--id", dest="entity_id", metavar="ID")
+    changes.add_argument("--after", type=int, default=0, metavar="SEQ",
+                         help="only changes with a seq above SEQ")
+    changes.add_argument("--before", type=int, metavar="SEQ",
+                         help="only changes with a seq below SEQ (to page back)")
+    changes.add_argument("--limit", type=_positive, default=100, metavar="N",
+                         help="show the newest N changes (default 100)")
+
+    deliveries = commands.add_parser("deliveries", parents=[common, listing],
+                                     help="work-queue deliveries, newest first")
+    deliveries.add_argument("--dead", action="store_true", help="only dead letters")
+    deliveries.add_argument("--status", choices=["pending", "done", "dead"])
+    deliveries.add_argument("--group", metavar="G")
+    deliveries.add_argument("--limit", type=_positive, default=100, metavar="N")
+    deliveries.add_argument("--before", type=int, metavar="ID",
+                            help="only deliveries with an id below ID (to page back)")
+    deliveries.add_argument("--replay", type=int, metavar="ID",
+                            help="re-queue the dead-lettered delivery ID")
+
+    timers = commands.add_parser("timers", parents=[common, listing],
+                                 help="durable timers, soonest first")
+    timers.add_argument("--topic", metavar="T")
+    timers.add_argument("--dead", action="store_true", help="only timers that gave up")
+    timers.add_argument("--limit", type=_positive, default=100, metavar="N")
+
+    commands.add_parser("doctor", parents=[common, listing],
+                        help="check plugin tables, declarations and dead letters")
+
+    demo = commands.add_parser(
+        "demo", parents=[common],
+        help="a self-contained run of what the installed plugins do, printing what happens")
+    demo.add_argument("--seconds", type=float, default=10.0, metavar="N",
+                      help="pace the demo to take about N seconds (default 10; 0 = as fast as "
+                           "it goes)")
+
+    for command in plugin_commands:
+        if command.name in commands.choices:
+            raise PluginLoadError(
+                f"a plugin adds the command {command.name!r}, which already exists: expected "
+                "a command name unique among the built-in and plugin commands")
+        sub = commands.add_parser(command.name, parents=[common, *([listing] * command.listing)],
+                                  help=command.help)
+        if command.arguments is not None:
+            command.arguments(sub)
+        sub.set_defaults(plugin_command=command)
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    return value
+
+
+def _merge_globals(args: argparse.Namespace) -> argparse.Namespace:
+    """Fold the options given after the command into the global ones."""
+    args.plugins = [*args.plugins, *getattr(args, "sub_plugins", [])]
+    args.verbose = args.verbose + getattr(args, "sub_verbose", 0)
+    args.database_url = getattr(args, "sub_database_url", None) or args.database_url
+    return args
+
+
+def load_plugin(spec: str) -> object:
+    """Import `MODULE:ATTR` (or a plugin module `MODULE`): a class, factory or object."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or (":" in spec and not attr):
+        raise ConfigError(f"--plugin {spec!r}: expected MODULE:ATTR, e.g. 'my_app.plugins:Plugin'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(
+            f"--plugin {spec!r}: cannot import module {module_name!r}: "
+            f"{type(exc).__name__}: {exc}") from exc
+    for part in attr.split(".") if attr else ():
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(
+                f"--plugin {spec!r}: module {module_name!r} has no attribute {attr!r}: "
+                f"expected the name of a plugin class or object") from None
+    return obj
+
+
+# -- hosts ----------------------------------------------------------------------------
+
+def _make_host(args: argparse.Namespace, config: dict[str, Any],
+               database_url: str | None = None) -> Host:
+    plugins = [load_plugin(spec) for spec in args.plugins]
+    return Host(database_url=database_url or resolve_database_url(args.database_url),
+                plugins=plugins, entry_points=True, config=config)
+
+
+@asynccontextmanager
+async def _inspecting(host: Host, *, plugin_tables: bool = False) -> AsyncIterator[Host]:
+    """`host` (plugins loaded, workers never started) once its database is known to be
+    set up (with `plugin_tables`, the plugins' tables too); closed afterwards."""
+    url = host.database_url
+    try:
+        host.load_plugins()
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
+            raise ConfigError(f"no database at {parsed.database!r}: expected an existing "
+                              "SQLite file (run `reactive apply` or `reactive serve` first)")
+        existing = await host.table_names()
+        if "entity_changes" not in existing:
+            raise ConfigError(f"database {tables.display_url(url)} has no reactive-core tables: "
+                              "expected one that `reactive serve` or `reactive apply` set up")
+        if missing := sorted(CORE_TABLES - existing):
+            raise ConfigError(
+                f"database {tables.display_url(url)} lacks the reactive-core tables "
+                f"{', '.join(missing)} of this version: run `reactive serve` or `reactive apply` "
+                "once to create them")
+        if plugin_tables and (missing := sorted(set(host.registry.table_owners) - existing)):
+            raise ConfigError(
+                f"database {tables.display_url(url)} lacks the plugin tables "
+                f"{', '.join(missing)}: run `reactive apply` or `reactive serve` once with "
+                "these plugins loaded to create them")
+        yield host
+    finally:
+        await host.close()
+
+
+# -- commands -------------------------------------------------------------------------
+
+async def cmd_serve(args: argparse.Namespace, _host: Host) -> int:
+    """Run the host until SIGINT or SIGTERM, then stop it within its shutdown deadline."""
+    config: dict[str, Any] = {}
+    for option, key in (("lease_seconds", "lease_seconds"), ("poll_interval", "poll_interval"),
+                        ("shutdown_timeout", "shutdown_timeout_seconds")):
+        if getattr(args, option) is not None:
+            config[key] = getattr(args, option)
+    host = _make_host(args, config)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with host:
+            logger.info("plugins: %s", ", ".join(host.plugin_names) or "none")
+            print(f"reactive serving on {tables.display_url(host.database_url)} as "
+                  f"{host.instance_id}", flush=True)
+            async for signum in signals:
+                logger.info("received %s; stopping (running handlers get %gs to finish; a "
+                            "second signal cuts them off)", signal.Signals(signum).name,
+                            host.config.shutdown_timeout_seconds)
+                break
+            _ForcedExit(host).arm()
+    if host.abandoned:
+        logger.error("stopped, cutting off: %s", ", ".join(host.abandoned))
+        return EXIT_ABANDONED
+    logger.info("stopped")
+    return EXIT_OK
+
+
+class _ForcedExit:
+    """While a host stops: a second signal, or the deadline passing with a handler that
+    cannot be cancelled (stuck in a thread), ends the process — leases released first,
+    exit status 3."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        self._lock = threading.Lock()
+
+    def arm(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: self.force("a second signal"))
+        # The host cancels what still runs at its deadline; a thread it cannot cancel
+        # gets a little longer, then the process goes without it.
+        deadline = self._host.config.shutdown_timeout_seconds + 5.0
+        timer = threading.Timer(deadline, self.force, args=("the shutdown deadline",))
+        timer.daemon = True
+        timer.start()
+
+    def force(self, why: str) -> None:
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            running = [*(f"delivery {d.id} ({d.group} {d.kind}:{d.entity_id})"
+                         for d in self._host.dispatcher.running),
+                       *(f"timer {t.topic}:{t.key}" for t in self._host.timer_runner.firing)]
+            print(f"{why}: stopping now, abandoning {', '.join(running) or 'nothing'}",
+                  file=sys.stderr, flush=True)
+            self._host.release_leases_now()
+        except Exception as exc:
+            print(f"could not release leases ({exc}); they expire on their own",
+                  file=sys.stderr, flush=True)
+        finally:
+            os._exit(EXIT_ABANDONED)
+
+
+async def cmd_apply(args: argparse.Namespace, _host: Host) -> int:
+    """Apply one config file in one transaction; print what changed."""
+    file = Path(args.file)
+    if not file.is_file():
+        raise ConfigError(f"cannot read config file {str(file)!r}: no such file")
+    async with _make_host(args, {"workers": False}) as host:
+        lines = await apply_config_file(host, file)
+    for line in lines:
+        print(line)
+    if not lines:
+        print("no changes")
+    return EXIT_OK
+
+
+async def cmd_transitions(args: argparse.Namespace, host: Host) -> int:
+    """List transition rows."""
+    async with _inspecting(host):
+        rows = await host.transitions(kind=args.kind, entity_id=args.entity_id,
+                                      field=args.field, limit=args.limit)
+    print(tables.to_json(rows) if args.json else tables.transitions_table(rows))
+    return EXIT_OK
+
+
+async def cmd_changes(args: argparse.Namespace, host: Host) -> int:
+    """List the newest changes of the feed (paged in SQL)."""
+    async with _inspecting(host):
+        rows = await host.changes(kind=args.kind, entity_id=args.entity_id,
+                                  after_seq=args.after, before_seq=args.before,
+                                  limit=args.limit, newest=True)
+    print(tables.to_json(rows) if args.json else tables.changes_table(rows))
+    return EXIT_OK
+
+
+async def cmd_deliveries(args: argparse.Namespace, host: Host) -> int:
+    """List deliveries, or replay a dead letter."""
+    async with _inspecting(host):
+        if args.replay is not None:
+            row = await host.replay(args.replay)
+            if not args.json:
+                print(f"delivery {row.id} re-queued: a running `reactive serve` will retry it")
+            rows = [row]
+        else:
+            rows = await host.deliveries(dead=args.dead, status=args.status, group=args.group,
+                                         limit=args.limit, before=args.before)
+    if args.json:
+        print(tables.to_json(rows[0] if args.replay is not None else rows))
+    else:
+        print(tables.deliveries_table(rows))
+    return EXIT_OK
+
+
+async def cmd_timers(args: argparse.Namespace, host: Host) -> int:
+    """List durable timers."""
+    async with _inspecting(host):
+        rows = await host.timers.list(args.topic, limit=args.limit,
+                                      status=TimerStatus.DEAD if args.dead else None)
+    print(tables.to_json(rows) if args.json
+          else tables.timers_table(rows, now=host.clock()))
+    return EXIT_OK
+
+
+async def cmd_doctor(args: argparse.Namespace, host: Host) -> int:
+    """Report plugin tables, declarations and dead letters; exit 1 on problems."""
+    async with _inspecting(host):
+        report = await doctor(host)
+    print(tables.doctor_json(report) if args.json else tables.doctor_text(report))
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+async def cmd_demo(args: argparse.Namespace, _host: Host) -> int:
+    """Run the demo steps of the loaded plugins (see `reactive_core._cli.demo`)."""
+    return await run_demo(
+        host_factory=lambda url: _make_host(args, {"poll_interval": 0.2}, database_url=url),
+        database_url=args.database_url, seconds=args.seconds)
+
+
+async def cmd_plugin(args: argparse.Namespace, host: Host) -> int:
+    """Run a command a plugin added, on the inspecting host its plugin belongs to."""
+    command: CliCommand = args.plugin_command
+    async with _inspecting(host, plugin_tables=True):
+        status = await command.run(CliContext(args=args, host=host))
+    return EXIT_OK if status is None else status
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Host], Awaitable[int]]] = {
+    "serve": cmd_serve,
+    "apply": cmd_apply,
+    "transitions": cmd_transitions,
+    "changes": cmd_changes,
+    "deliveries": cmd_deliveries,
+    "timers": cmd_timers,
+    "doctor": cmd_doctor,
+    "demo": cmd_demo,
+}
+
+
+# -- entry point ----------------------------------------------------------------------
+
+def _setup_logging(command: str, verbose: int) -> None:
+    base = logging.INFO if command == "serve" else logging.WARNING
+    level = max(logging.DEBUG, base - 10 * verbose)
+    # httpx logs every request at INFO: one line per health check run is noise.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def _pre_parse(argv: Sequence[str]) -> argparse.Namespace:
+    """The global options, wherever they stand, before the full parser exists."""
+    pre = argparse.ArgumentParser(add_help=False)
+    _global_options(pre)
+    known, _ = pre.parse_known_args(argv)
+    return known
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, run the command, and return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    database_url = None
+    try:
+        early = _pre_parse(argv)
+        database_url = early.database_url
+        # The host that inspecting and plugin commands use; its plugins add commands.
+        host = _make_host(early, {"workers": False})
+        host.load_plugins()
+        plugin_commands = [c for cs in host.hook.reactive_cli_commands() for c in cs]
+        args = _merge_globals(build_parser(plugin_commands).parse_args(argv))
+        database_url = args.database_url
+        _setup_logging(args.command, args.verbose)
+        if getattr(args, "plugin_command", None) is not None and args.command not in COMMANDS:
+            return anyio.run(cmd_plugin, args, host)
+        return anyio.run(COMMANDS[args.command], args, host)
+    except ReactiveCoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except SQLAlchemyError as exc:
+        logger.debug("database error", exc_info=True)
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        url = tables.display_url(resolve_database_url(database_url))
+        print(f"error: database {url}: {detail}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`reactive changes | head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point of `reactive`."""
+    sys.exit(run(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""The work-queue dispatcher: claims this instance's deliveries and runs their handlers.
+
+Each round is one unit of work: record the outcomes gathered since the last round
+(done, retry, dead), then claim as many due heads as there are free handler slots.
+Claiming only what starts now means an attempt is counted exactly when a handler
+starts; a worker that dies mid-handler loses its lease, which then counts as that
+attempt, and the row goes to another instance (at-least-once).
+
+A handler's failure — anything it raises, `BaseException`s included, or running past
+its timeout — is one failed attempt of that delivery: retried per its `RetryPolicy`,
+dead-lettered after the last retry. The host goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+from sqlalchemy import Connection
+
+from .._entities.changes import EntityChange
+from .._supervise import call_guarded, describe, run_supervised
+from .feed import Waker
+from .policy import RetryPolicy, WorkQueue
+from .queue import ROUTE_REFRESH_SECONDS, DeliveryRow, Failure, Route, WorkQueueStore
+
+if TYPE_CHECKING:
+    from .._host.registry import Registry
+    from .._store.database import Database
+
+logger = logging.getLogger("reactive_core.delivery")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchSettings:
+    """How the dispatcher claims, runs and retries."""
+
+    lease_seconds: float
+    retry_base_seconds: float
+    retry_max_seconds: float
+    poll_interval: float
+    concurrency: int
+    handler_timeout: float
+    batch_delay: float = 0.0
+
+
+class Dispatcher:
+    """Claims this instance's work-queue deliveries and runs their handlers."""
+
+    def __init__(self, *, db: Database, queue: WorkQueueStore, registry: Registry, owner: str,
+                 settings: DispatchSettings) -> None:
+        self._db = db
+        self._queue = queue
+        self._registry = registry
+        self._owner = owner
+        self._s = settings
+        self._waker = Waker()
+        self._running: dict[int, DeliveryRow] = {}
+        self._done: list[int] = []
+        self._failed: list[Failure] = []
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._rng = random.Random()
+
+    def wake(self) -> None:
+        """Claim now rather than at the next interval."""
+        self._waker.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries running here, or finished here and not yet recorded."""
+        return len(self._running) + len(self._done) + len(self._failed)
+
+    @property
+    def running(self) -> list[DeliveryRow]:
+        """The deliveries whose handlers are running on this instance."""
+        return list(self._running.values())
+
+    async def run(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Claim and dispatch until cancelled; handlers run in `task_group`."""
+        task_group.start_soon(run_supervised, "work-queue heartbeat", self._heartbeat)
+        await run_supervised("work-queue dispatcher", lambda: self._loop(task_group))
+
+    async def _loop(self, task_group: anyio.abc.TaskGroup) -> None:
+        while True:
+            routes = self._registry.local_routes()
+            free = self._s.concurrency - len(self._running)
+            wait = self._s.poll_interval
+            claimed: list[tuple[DeliveryRow, EntityChange]] = []
+            if self._done or self._failed or (routes and free > 0):
+                claimed, due_in = await self.round(routes, free)
+                if due_in is not None:
+                    wait = min(wait, max(due_in, 0.0) + 0.001)
+            for delivery, change in claimed:
+                self._running[delivery.id] = delivery
+                self._idle = anyio.Event()
+                task_group.start_soon(self._handle, delivery, change)
+            if claimed and len(claimed) == free:
+                await anyio.lowlevel.checkpoint()
+                continue
+            await self._waker.wait(wait)
+            if self._s.batch_delay > 0:
+                # Let a burst of commits and finished handlers gather into one round.
+                await anyio.sleep(self._s.batch_delay)
+
+    async def round(self, routes: list[Route], free: int,
+                    ) -> tuple[list[tuple[DeliveryRow, EntityChange]], float | None]:
+        """Record outcomes, then claim up to `free` deliveries (one unit of work)."""
+        done, failed = self._done[:], self._failed[:]
+
+        def unit(tx: Connection) -> tuple[list[tuple[DeliveryRow, EntityChange]], float | None]:
+            self._queue.settle(tx, owner=self._owner, done=done, failed=failed)
+            claimed = self._queue.claim(tx, routes=routes, owner=self._owner,
+                                        lease=self._s.lease_seconds, limit=free)
+            if claimed or not routes:
+                return claimed, None
+            return [], self._queue.seconds_until_due(tx, routes)
+
+        result = await self._db.run(unit)
+        del self._done[:len(done)]
+        del self._failed[:len(failed)]
+        return result
+
+    async def flush(self) -> None:
+        """Record the outcomes gathered but not yet recorded (on shutdown)."""
+        if self._done or self._failed:
+            await self.round([], 0)
+
+    async def wait_idle(self) -> None:
+        """Return once no handler runs here."""
+        await self._idle.wait()
+
+    def _policy(self, sub_delivery: object) -> RetryPolicy:
+        if isinstance(sub_delivery, WorkQueue):
+            return sub_delivery.policy(base_seconds=self._s.retry_base_seconds,
+                                       max_seconds=self._s.retry_max_seconds)
+        return RetryPolicy(max_retries=0)
+
+    async def _handle(self, delivery: DeliveryRow, change: EntityChange) -> None:
+        try:
+            self._failed.extend(await self._run_one(delivery, change))
+        finally:
+            self._running.pop(delivery.id, None)
+            if not self._running:
+                self._idle.set()
+            self.wake()
+
+    async def _run_one(self, delivery: DeliveryRow, change: EntityChange) -> list[Failure]:
+        sub = self._registry.work_queue_handler(delivery.group, delivery.kind)
+        policy = self._policy(sub.delivery if sub is not None else None)
+        if delivery.attempts > policy.max_retries + 1:
+            # Earlier attempts ended without an outcome: their worker died or hung past
+            # the lease. They count: a change that kills its worker must not loop forever.
+            error = (f"LeaseExpired: {delivery.attempts - 1} earlier attempts ended without "
+                     f"an outcome (worker died or hung past its lease); last error: "
+                     f"{delivery.last_error or 'none'}")
+            logger.error("work-queue %s delivery %s (%s:%s) dead-lettered: %s", delivery.group,
+                         delivery.id, delivery.kind, delivery.entity_id, error)
+            return [Failure(delivery.id, error, None)]
+        if sub is None:
+            error_text = (f"LookupError: no handler for kind {delivery.kind!r} in work-queue "
+                          f"group {delivery.group!r} on this instance")
+        else:
+            timeout = (sub.delivery.timeout_seconds if isinstance(sub.delivery, WorkQueue)
+                       and sub.delivery.timeout_seconds is not None else self._s.handler_timeout)
+            raised = await call_guarded(sub.handler, change, timeout=timeout)
+            if raised is None:
+                self._done.append(delivery.id)
+                return []
+            error_text = describe(raised)
+            if isinstance(raised, TimeoutError):
+                error_text = f"TimeoutError: the handler ran longer than {timeout:g}s"
+        dead = delivery.attempts > policy.max_retries
+        backoff = None if dead else policy.delay(delivery.attempts, self._rng)
+        (logger.error if dead else logger.warning)(
+            "work-queue %s delivery %s (%s:%s) failed on attempt %d (%s): %s", delivery.group,
+            delivery.id, delivery.kind, delivery.entity_id, delivery.attempts,
+            "dead-lettered" if dead else f"retry in {backoff:.2f}s", error_text)
+        return [Failure(delivery.id, error_text, backoff)]
+
+    async def _heartbeat(self) -> None:
+        every = max(self._s.lease_seconds / 3, 0.05)
+        refreshed = anyio.current_time()
+        while True:
+            await anyio.sleep(every)
+            if anyio.current_time() - refreshed > ROUTE_REFRESH_SECONDS:
+                refreshed = anyio.current_time()
+                await self._db.run(self._queue.record_routes, self._registry.local_routes())
+            if self._running:
+                await self._db.run(self._extend, list(self._running))
+
+    def _extend(self, tx: Connection, ids: list[int]) -> None:
+        self._queue.extend(tx, ids=ids, owner=self._owner, lease=self._s.lease_seconds)

@@ -1,0 +1,433 @@
+"""The work queue's one home: every statement on `entity_deliveries` and `work_queue_routes`.
+
+One durable row per (change, work-queue group). Per-entity order is kept by a `ready`
+flag: of the pending rows of one (group, kind, entity), only the oldest — the *head* —
+is ready, and only ready rows are ever claimed. A row is enqueued ready when its
+entity has nothing pending in that group; when a head finishes (done or dead) the next
+pending row of its entity becomes ready in the same transaction. So a claim reads only
+due heads, through an index on them, and its cost does not grow with the backlog.
+
+Races on PostgreSQL, and why there are none:
+* two writes of one entity hold its advisory lock (the write path takes it), so they
+  enqueue one after the other;
+* a write that enqueues while the entity's newest pending row (its *tail*) is being
+  finished: the enqueue locks the tail `FOR SHARE` before deciding. If the tail is
+  finished first, the lock waits for that commit and then sees it finished (nothing
+  pending: the new row is the head). If the enqueue locks first, finishing the tail
+  waits for the enqueue to commit, and the promotion that follows (a new statement, a
+  new snapshot) sees the new row and makes it ready.
+Replaying a dead letter follows the same rule.
+
+Times that instances compare (when a row is claimable, lease expiries) are the
+database's clock on PostgreSQL (see `_store.backend`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Connection, DateTime, Integer, func, select, text
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import TextualSelect
+
+from .._clock import Clock, as_utc, as_utc_or_none
+from .._entities.changes import EntityChange, row_to_change
+from .._errors import DeliveryNotFound
+from .._store.backend import Backend, lock_key
+from .._store.schema import entity_changes, entity_deliveries, work_queue_routes
+from .policy import DeliveryStatus
+
+Route = tuple[str, str]
+"""A (work-queue group, kind) pair an instance has a handler for."""
+
+_PENDING, _DONE, _DEAD = (DeliveryStatus.PENDING.value, DeliveryStatus.DONE.value,
+                          DeliveryStatus.DEAD.value)
+ROUTE_REFRESH_SECONDS = 60.0
+"""How often a running instance re-records the routes it handles."""
+ROUTE_MIN_AGE_SECONDS = 7 * 86_400.0
+"""Retention never drops a route seen more recently than this, whatever its setting."""
+_ROUTE_MIN_AGE = timedelta(seconds=ROUTE_MIN_AGE_SECONDS)
+MAX_ERROR_LENGTH = 4000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryRow:
+    """One durable work-queue delivery, as listed by `reactive deliveries`."""
+
+    id: int
+    change_seq: int
+    group: str
+    kind: str
+    entity_id: str
+    status: DeliveryStatus
+    attempts: int
+    available_at: datetime | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    last_error: str | None
+    created_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteStatus:
+    """A (group, kind) route some instance recorded, and its backlog."""
+
+    group: str
+    kind: str
+    last_seen_at: datetime | None
+    """When an instance running the group last refreshed the route."""
+    pending: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStatus:
+    """The work queue at a glance: every route with its backlog, and the totals."""
+
+    routes: tuple[RouteStatus, ...]
+    pending: int
+    dead: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A handler's failed attempt to record: retry after `backoff` seconds, or dead."""
+
+    delivery_id: int
+    error: str
+    backoff: float | None
+    """Seconds until the retry; None dead-letters the delivery."""
+
+
+_TYPES: dict[str, Any] = {
+    "available_at": DateTime(timezone=True), "lease_expires_at": DateTime(timezone=True),
+    "created_at": DateTime(timezone=True), "finished_at": DateTime(timezone=True),
+    "occurred_at": DateTime(timezone=True), "ready": Boolean(), "attempts": Integer(),
+    "prev": JSON(), "next": JSON(), "delta": JSON(), "changed_fields": JSON(),
+}
+
+
+def _typed(sql: str, *names: str) -> TextualSelect:
+    return text(sql).columns(**{name: _TYPES[name] for name in names})
+
+
+def delivery_row(row: Any) -> DeliveryRow:
+    """An `entity_deliveries` row as a `DeliveryRow`."""
+    return DeliveryRow(
+        id=int(row.id), change_seq=int(row.change_seq), group=row.group_name, kind=row.kind,
+        entity_id=row.entity_id, status=DeliveryStatus(row.status), attempts=int(row.attempts),
+        available_at=as_utc_or_none(row.available_at), lease_owner=row.lease_owner,
+        lease_expires_at=as_utc_or_none(row.lease_expires_at), last_error=row.last_error,
+        created_at=as_utc_or_none(row.created_at), finished_at=as_utc_or_none(row.finished_at),
+    )
+
+
+_KEY_COLUMNS = ("group_name", "kind", "entity_id")
+
+
+class WorkQueueStore:
+    """The work queue's statements on one backend."""
+
+    def __init__(self, backend: Backend, clock: Clock) -> None:
+        self._b = b = backend
+        self._clock = clock
+        # -- enqueue, on the write path's DBAPI cursor -------------------------------
+        self._tails = (
+            "SELECT g.value, (SELECT max(p.id) FROM entity_deliveries p "
+            f"WHERE p.kind = {b.p} AND p.entity_id = {b.p} AND p.group_name = g.value "
+            "AND p.status = 'pending') "
+            f"FROM ({'SELECT value FROM ' + b.p_list + ' AS l'} "
+            f"UNION SELECT group_name FROM work_queue_routes WHERE kind = {b.p}) AS g")
+        self._lock_tails = (f"SELECT group_name FROM entity_deliveries WHERE id IN "
+                            f"(SELECT CAST(value AS BIGINT) FROM {b.p_list} AS l) "
+                            f"AND status = 'pending'{b.share_lock}")
+        self._insert = (
+            "INSERT INTO entity_deliveries (change_seq, group_name, kind, entity_id, status, "
+            "ready, attempts, available_at, created_at) "
+            f"SELECT {b.p}, g.value, {b.p}, {b.p}, 'pending', "
+            f"g.value NOT IN (SELECT value FROM {b.p_list} AS busy), 0, {b.p_now}, {b.p} "
+            f"FROM {b.p_list} AS g")
+        # -- settling ----------------------------------------------------------------
+        finished = f"lease_owner = NULL, lease_expires_at = NULL, finished_at = {b.now}"
+        mine = f"lease_owner = :owner AND status = '{_PENDING}'"
+        self._done = text(
+            f"UPDATE entity_deliveries SET status = '{_DONE}', last_error = NULL, {finished} "
+            f"WHERE {b.in_list('id', 'ids')} AND {mine} RETURNING {', '.join(_KEY_COLUMNS)}")
+        self._dead = text(
+            f"UPDATE entity_deliveries SET status = '{_DEAD}', last_error = :error, {finished} "
+            f"WHERE id = :id AND {mine} RETURNING {', '.join(_KEY_COLUMNS)}")
+        self._retry = text(
+            f"UPDATE entity_deliveries SET available_at = {b.later('backoff')}, "
+            "lease_owner = NULL, lease_expires_at = NULL, last_error = :error "
+            f"WHERE id = :id AND {mine}")
+        self._promote = text(
+            "UPDATE entity_deliveries SET ready = TRUE WHERE id IN (SELECT "
+            "(SELECT min(p.id) FROM entity_deliveries p WHERE p.group_name = k.group_name "
+            "AND p.kind = k.kind AND p.entity_id = k.entity_id AND p.status = 'pending') "
+            f"FROM {b.rows_table('k', _KEY_COLUMNS)})")
+        self._extend = text(
+            f"UPDATE entity_deliveries SET available_at = {b.later('lease')}, "
+            f"lease_expires_at = {b.later('lease')} WHERE {b.in_list('id', 'ids')} AND {mine}")
+        self._release = text(
+            f"UPDATE entity_deliveries SET available_at = {b.now}, lease_owner = NULL, "
+            f"lease_expires_at = NULL WHERE {mine}")
+        change_columns = ", ".join(
+            c.name for c in entity_changes.c if c.name not in ("txid",))
+        self._changes = _typed(
+            f"SELECT {change_columns} FROM entity_changes WHERE {b.in_list('seq', 'seqs')}",
+            "prev", "next", "delta", "changed_fields", "occurred_at")
+
+    # -- enqueue (the write path) -------------------------------------------------------
+
+    def enqueue(self, cur: Any, *, seq: int, kind: str, entity_id: str,
+                local_groups: Sequence[str], now: Any) -> None:
+        """One pending delivery of change `seq` per work-queue group of `kind`.
+
+        The groups are this instance's own (`local_groups`) and those recorded in
+        `work_queue_routes` by other instances. Runs on the DBAPI cursor of the write
+        path's unit of work, which holds the entity's lock.
+        """
+        b = self._b
+        cur.execute(self._tails, (kind, entity_id, b.list_param(local_groups), kind))
+        tails = cur.fetchall()
+        if not tails:
+            return
+        groups = [group for group, _ in tails]
+        pending = [tail for _, tail in tails if tail is not None]
+        busy: list[str] = []
+        if pending:
+            if b.row_locks:
+                cur.execute(self._lock_tails, (b.list_param([str(t) for t in pending]),))
+                busy = [row[0] for row in cur.fetchall()]
+            else:
+                busy = [group for group, tail in tails if tail is not None]
+        cur.execute(self._insert, (seq, kind, entity_id, b.list_param(busy), now, now,
+                                   b.list_param(groups)))
+
+    # -- the dispatcher ---------------------------------------------------------------
+
+    @lru_cache(maxsize=32)  # noqa: B019 - one store per host, a handful of route sets
+    def _claim_statement(self, routes: tuple[Route, ...]) -> TextualSelect:
+        b = self._b
+        heads = [
+            f"SELECT id, available_at FROM (SELECT id, available_at FROM entity_deliveries "
+            f"WHERE group_name = :g{i} AND kind = :k{i} AND status = '{_PENDING}' AND ready "
+            f"AND available_at <= {b.now} ORDER BY available_at, id LIMIT :limit"
+            f"{b.skip_locked}) AS r{i}"
+            for i in range(len(routes))]
+        return _typed(
+            f"UPDATE entity_deliveries SET lease_owner = :owner, attempts = attempts + 1, "
+            f"available_at = {b.later('lease')}, lease_expires_at = {b.later('lease')} "
+            f"WHERE id IN (SELECT id FROM ({' UNION ALL '.join(heads)}) AS due "
+            f"ORDER BY available_at, id LIMIT :limit) RETURNING *",
+            "available_at", "lease_expires_at", "created_at", "finished_at", "ready",
+            "attempts")
+
+    @lru_cache(maxsize=32)  # noqa: B019
+    def _next_due_statement(self, routes: tuple[Route, ...]) -> TextClause:
+        firsts = " UNION ALL ".join(
+            f"SELECT min(available_at) AS at FROM entity_deliveries WHERE group_name = :g{i} "
+            f"AND kind = :k{i} AND status = '{_PENDING}' AND ready" for i in range(len(routes)))
+        return text(f"SELECT {self._b.seconds_until('min(at)')} FROM ({firsts}) AS firsts")
+
+    @staticmethod
+    def _route_params(routes: Sequence[Route]) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for i, (group, kind) in enumerate(routes):
+            params[f"g{i}"] = group
+            params[f"k{i}"] = kind
+        return params
+
+    def claim(self, tx: Connection, *, routes: Sequence[Route], owner: str, lease: float,
+              limit: int) -> list[tuple[DeliveryRow, EntityChange]]:
+        """Lease up to `limit` due heads of `routes` to `owner`, counting an attempt each.
+
+        Only claim what starts running now: an attempt is counted here, when the
+        handler starts, and a lease that expires later counts as that attempt.
+        """
+        if not routes or limit <= 0:
+            return []
+        params = {**self._route_params(routes), **self._b.times(self._clock(), lease=lease),
+                  "owner": owner, "limit": limit}
+        rows = sorted(tx.execute(self._claim_statement(tuple(routes)), params).all(),
+                      key=lambda r: int(r.id))
+        if not rows:
+            return []
+        seqs = sorted({int(r.change_seq) for r in rows})
+        changes = {int(c.seq): row_to_change(c) for c in tx.execute(
+            self._changes, {"seqs": self._b.list_param(seqs)})}
+        return [(delivery_row(r), changes[int(r.change_seq)]) for r in rows]
+
+    def seconds_until_due(self, tx: Connection, routes: Sequence[Route]) -> float | None:
+        """Seconds until the earliest pending head of `routes` is claimable (a backoff or
+        a lease ending); None when there is none."""
+        if not routes:
+            return None
+        params = {**self._route_params(routes), **self._b.times(self._clock())}
+        value = tx.execute(self._next_due_statement(tuple(routes)), params).scalar()
+        return None if value is None else float(value)
+
+    def settle(self, tx: Connection, *, owner: str, done: Sequence[int],
+               failed: Sequence[Failure]) -> int:
+        """Record finished handlers: `done` ones, and failed attempts (retry or dead).
+
+        Rows whose lease `owner` no longer holds are left alone (their lease expired and
+        another instance may have them). Returns how many outcomes were recorded.
+        """
+        times = self._b.times(self._clock())
+        finished: list[Any] = []
+        recorded = 0
+        if done:
+            rows = tx.execute(self._done, {"ids": self._b.list_param(list(done)),
+                                           "owner": owner, **times}).all()
+            finished += rows
+            recorded += len(rows)
+        for failure in failed:
+            error = failure.error[:MAX_ERROR_LENGTH]
+            if failure.backoff is None:
+                rows = tx.execute(self._dead, {"id": failure.delivery_id, "owner": owner,
+                                               "error": error, **times}).all()
+                finished += rows
+                recorded += len(rows)
+            else:
+                result = tx.execute(self._retry, {
+                    "id": failure.delivery_id, "owner": owner, "error": error,
+                    **self._b.times(self._clock(), backoff=failure.backoff)})
+                recorded += int(result.rowcount or 0)
+        if finished:
+            self._promote_next(tx, finished)
+        return recorded
+
+    def _promote_next(self, tx: Connection, keys: Sequence[Any]) -> None:
+        rows = sorted({(k.group_name, k.kind, k.entity_id) for k in keys})
+        tx.execute(self._promote, self._b.rows_params("k", _KEY_COLUMNS, rows))
+
+    def extend(self, tx: Connection, *, ids: Sequence[int], owner: str, lease: float) -> None:
+        """Push the leases `owner` holds on `ids` to `lease` seconds from now."""
+        if ids:
+            tx.execute(self._extend, {"ids": self._b.list_param(list(ids)), "owner": owner,
+                                      **self._b.times(self._clock(), lease=lease)})
+
+    def release(self, tx: Connection, owner: str) -> int:
+        """Hand back every lease `owner` holds (shutdown), so others take them at once.
+
+        The attempts stay counted: a handler cut short by a shutdown did run.
+        """
+        result = tx.execute(self._release, {"owner": owner, **self._b.times(self._clock())})
+        if result.rowcount:
+            self._b.notify(tx)
+        return int(result.rowcount or 0)
+
+    # -- operators --------------------------------------------------------------------
+
+    def list(self, tx: Connection, *, status: DeliveryStatus | str | None = None,
+             group: str | None = None, limit: int = 100,
+             before: int | None = None) -> list[DeliveryRow]:
+        """Deliveries newest first (ids below `before`, when given), filtered."""
+        d = entity_deliveries
+        query = select(d).order_by(d.c.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(d.c.status == DeliveryStatus(status).value)
+        if group is not None:
+            query = query.where(d.c.group_name == group)
+        if before is not None:
+            query = query.where(d.c.id < before)
+        return [delivery_row(r) for r in tx.execute(query).all()]
+
+    def replay(self, tx: Connection, delivery_id: int) -> DeliveryRow:
+        """Put dead letter `delivery_id` back in its entity's queue with fresh retries."""
+        d = entity_deliveries
+        row = tx.execute(select(d).where(d.c.id == delivery_id)).first()
+        if row is None or row.status != _DEAD:
+            found = "does not exist" if row is None else f"has status {row.status!r}"
+            raise DeliveryNotFound(
+                f"delivery {delivery_id} {found}: expected the id of a dead-lettered delivery")
+        self._b.lock(tx, lock_key(row.kind, row.entity_id))
+        tail = tx.execute(
+            select(func.max(d.c.id)).where(
+                d.c.kind == row.kind, d.c.entity_id == row.entity_id,
+                d.c.group_name == row.group_name, d.c.status == _PENDING)).scalar()
+        busy = False
+        if tail is not None:
+            locked = select(d.c.id).where(d.c.id == tail, d.c.status == _PENDING)
+            if self._b.row_locks:
+                locked = locked.with_for_update(read=True)
+            busy = tx.execute(locked).first() is not None
+        tx.execute(
+            d.update().where(d.c.id == delivery_id, d.c.status == _DEAD).values(
+                status=_PENDING, ready=not busy, attempts=0, finished_at=None,
+                lease_owner=None, lease_expires_at=None, available_at=self._clock()))
+        self._b.notify(tx)
+        return delivery_row(tx.execute(select(d).where(d.c.id == delivery_id)).one())
+
+    def pending_count(self, tx: Connection, routes: Sequence[Route]) -> int:
+        """How many deliveries routed to `routes` are not finished yet."""
+        if not routes:
+            return 0
+        d = entity_deliveries
+        total = 0
+        for group, kind in routes:
+            total += int(tx.execute(select(func.count()).select_from(d).where(
+                d.c.group_name == group, d.c.kind == kind, d.c.status == _PENDING)).scalar_one())
+        return total
+
+    def status(self, tx: Connection) -> QueueStatus:
+        """Every route with its backlog (and pending rows of groups with no route)."""
+        d, r = entity_deliveries, work_queue_routes
+        backlog = {(row.group_name, row.kind): int(row.n) for row in tx.execute(
+            select(d.c.group_name, d.c.kind, func.count().label("n"))
+            .where(d.c.status == _PENDING).group_by(d.c.group_name, d.c.kind))}
+        seen = {(row.group_name, row.kind): as_utc(row.last_seen_at)
+                for row in tx.execute(select(r))}
+        routes = tuple(RouteStatus(group=g, kind=k, last_seen_at=seen.get((g, k)),
+                                   pending=backlog.get((g, k), 0))
+                       for g, k in sorted(seen.keys() | backlog.keys()))
+        dead = int(tx.execute(select(func.count()).select_from(d)
+                              .where(d.c.status == _DEAD)).scalar_one())
+        return QueueStatus(routes=routes, pending=sum(backlog.values()), dead=dead)
+
+    # -- routes -----------------------------------------------------------------------
+
+    def record_routes(self, tx: Connection, routes: Sequence[Route]) -> None:
+        """Record (or refresh) the routes this instance handles.
+
+        Writers on every instance enqueue a delivery for each recorded route, so a group
+        run by only some instances still gets every change.
+        """
+        if not routes:
+            return
+        r = work_queue_routes
+        stmt = self._b.upsert(r)
+        tx.execute(
+            stmt.on_conflict_do_update(index_elements=[r.c.group_name, r.c.kind],
+                                       set_={"last_seen_at": stmt.excluded.last_seen_at}),
+            [{"group_name": g, "kind": k, "last_seen_at": self._clock()} for g, k in routes])
+
+    # -- retention --------------------------------------------------------------------
+
+    def prune(self, tx: Connection, *, older_than: datetime) -> dict[str, int]:
+        """Delete deliveries done before `older_than`, and routes nobody runs any more.
+
+        A route goes only when no instance refreshed it for the longer of the retention
+        period and `ROUTE_MIN_AGE_SECONDS`, and nothing is pending on it: a live group's
+        route is refreshed every minute and is never dropped.
+        """
+        d, r = entity_deliveries, work_queue_routes
+        deliveries = tx.execute(d.delete().where(d.c.status == _DONE,
+                                                 d.c.finished_at < older_than)).rowcount
+        route_cutoff = min(older_than, self._clock() - _ROUTE_MIN_AGE)
+        pending = select(d.c.id).where(d.c.group_name == r.c.group_name, d.c.kind == r.c.kind,
+                                       d.c.status == _PENDING).exists()
+        routes = tx.execute(r.delete().where(r.c.last_seen_at < route_cutoff, ~pending)).rowcount
+        return {"deliveries": int(deliveries or 0), "routes": int(routes or 0)}
+
+    @staticmethod
+    def unfinished_changes() -> Any:
+        """The seqs of changes a delivery still needs (pending or dead): never pruned."""
+        d = entity_deliveries
+        return select(d.c.change_seq).where(d.c.status != _DONE)
+

@@ -1,0 +1,180 @@
+"""The one transactional write path: lock, read prev, apply, validate, diff, log, enqueue.
+
+`mutate` runs six to eight statements per change; through SQLAlchemy's Core each costs
+tens of microseconds of Python before the driver sees it, more than the database
+spends. So the write path's own statements are plain SQL built once per backend and
+run on the DBAPI cursor of the very connection (and so the very transaction)
+SQLAlchemy holds; the column formats match what SQLAlchemy writes and reads for the
+tables of `_store.schema` (JSON text; on SQLite, naive UTC timestamps).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import Connection
+
+from .._clock import Clock
+from .._errors import InvalidEntityState
+from .._store.backend import Backend, dumps, lock_key
+from .._store.database import after_commit
+from .changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states, value_text
+from .state import state_json, validate_state
+
+if TYPE_CHECKING:
+    from .._delivery.queue import WorkQueueStore
+    from .._host.registry import EntityKind, Registry
+
+S = TypeVar("S", bound=BaseModel)
+
+Apply = Callable[[Any, Any], Any]
+"""A write: `apply(tx, prev) -> next` (tx is a Connection; prev the state or None)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Write(Generic[S]):
+    """What one write did: the state before and after, and the change it logged.
+
+    `change` is None when nothing changed (no-op: nothing logged, nothing delivered).
+    `prev` is None when the write created the entity, `next` None when it removed it.
+    """
+
+    prev: S | None
+    next: S | None
+    change: EntityChange | None
+
+
+class WritePath:
+    """The write path of one host: its statements, its queue, its wake-up."""
+
+    def __init__(self, *, backend: Backend, queue: WorkQueueStore, registry: Registry,
+                 clock: Clock, wake: Callable[[], None]) -> None:
+        self._b = b = backend
+        self._queue = queue
+        self._registry = registry
+        self._clock = clock
+        self._wake = wake
+        p, j = b.p, b.p_json
+        self._select_state = f"SELECT state FROM entity_state WHERE kind = {p} AND entity_id = {p}"
+        self._insert_state = (f"INSERT INTO entity_state (kind, entity_id, state, updated_at) "
+                              f"VALUES ({p}, {p}, {j}, {p})")
+        self._update_state = (f"UPDATE entity_state SET state = {j}, updated_at = {p} "
+                              f"WHERE kind = {p} AND entity_id = {p}")
+        self._delete_state = f"DELETE FROM entity_state WHERE kind = {p} AND entity_id = {p}"
+        self._insert_change = b.insert_change_sql(
+            "change_id, kind, entity_id, prev, next, delta, changed_fields, actor_type, "
+            "actor_id, reason, occurred_at",
+            f"{p}, {p}, {p}, {j}, {j}, {j}, {j}, {p}, {p}, {p}, {p}")
+        self._insert_transition = (
+            "INSERT INTO entity_transitions (change_seq, kind, entity_id, field, from_value, "
+            f"to_value, transitioned_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})")
+
+    @staticmethod
+    def _cursor(tx: Connection) -> Any:
+        return tx.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+
+    def _load_state(self, cur: Any, kind: str, entity_id: str) -> Any:
+        cur.execute(self._select_state, (kind, entity_id))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        state = row[0]
+        return json.loads(state) if isinstance(state, str) else state
+
+    def lock(self, tx: Connection, kind: str, entity_id: str) -> None:
+        """The entity's write lock inside `tx` (held until `tx` ends)."""
+        self._b.lock(tx, lock_key(kind, entity_id))
+
+    def write(
+        self, tx: Connection, kind: EntityKind, entity_id: str, apply: Apply | None, *,
+        actor: Actor | None, reason: str | None, remove: bool,
+        read_one: Callable[[Connection, str], BaseModel | None],
+    ) -> Write[Any]:
+        """One write of `kind:entity_id` inside `tx`; see `EntityHandle.mutate`."""
+        if not isinstance(entity_id, str) or not entity_id:
+            raise InvalidEntityState(
+                f"entity id for kind {kind.kind!r} must be a non-empty string, "
+                f"received {entity_id!r}", kind=kind.kind, entity_id=str(entity_id),
+                fields=("<id>",),
+            )
+        b = self._b
+        cur = self._cursor(tx)
+        b.lock_on_cursor(cur, lock_key(kind.kind, entity_id))
+        stored: dict[str, Any] | None = None
+        if kind.read is None:
+            stored = self._load_state(cur, kind.kind, entity_id)
+            prev = (None if stored is None
+                    else validate_state(kind, entity_id, stored, "stored state"))
+        else:
+            prev = read_one(tx, entity_id)
+        if remove:
+            if apply is not None:
+                apply(tx, prev)
+            nxt: BaseModel | None = None
+            if kind.read is not None and read_one(tx, entity_id) is not None:
+                # A computed kind's removal is the plugin's write; what it leaves is truth.
+                raise InvalidEntityState(
+                    f"remove of {kind.kind}:{entity_id}: the plugin's apply left the "
+                    f"entity readable; expected its rows to be gone",
+                    kind=kind.kind, entity_id=entity_id, fields=("<state>",),
+                )
+        else:
+            raw = apply(tx, prev) if apply is not None else prev
+            if raw is None:
+                raise InvalidEntityState(
+                    f"apply for {kind.kind}:{entity_id} returned None: expected the next "
+                    f"state (use remove() to delete)",
+                    kind=kind.kind, entity_id=entity_id, fields=("<state>",),
+                )
+            nxt = validate_state(kind, entity_id, raw, "next state")
+        # What was stored is already the JSON form of prev (it was written from one).
+        prev_json = stored if kind.read is None else state_json(prev)
+        next_json = state_json(nxt)
+        if prev_json is None and next_json is None:
+            return Write(prev=None, next=None, change=None)
+        if remove:
+            changed: tuple[str, ...] = tuple(sorted(prev_json or {}))
+            delta: dict[str, Any] = {}
+        else:
+            delta, changed = diff_states(prev_json, next_json)
+            if not changed and (prev_json is None) == (next_json is None):
+                return Write(prev=prev, next=nxt, change=None)
+        occurred_at = self._clock()
+        now = b.stamp(occurred_at)
+        if kind.read is None:
+            if next_json is None:
+                cur.execute(self._delete_state, (kind.kind, entity_id))
+            elif prev_json is not None:
+                cur.execute(self._update_state, (dumps(next_json), now, kind.kind, entity_id))
+            else:
+                cur.execute(self._insert_state, (kind.kind, entity_id, dumps(next_json), now))
+        actor = actor or SYSTEM_ACTOR
+        change_id = str(uuid.uuid4())
+        cur.execute(self._insert_change, (
+            change_id, kind.kind, entity_id,
+            None if prev_json is None else dumps(prev_json),
+            None if next_json is None else dumps(next_json),
+            dumps(delta), dumps(list(changed)), actor.type, actor.id, reason, now))
+        seq = b.inserted_seq(cur)
+        if changed:
+            before = prev_json or {}
+            after = next_json or {}
+            cur.executemany(self._insert_transition, [
+                (seq, kind.kind, entity_id, name, value_text(before.get(name)),
+                 value_text(after.get(name)), now)
+                for name in changed
+            ])
+        self._queue.enqueue(cur, seq=seq, kind=kind.kind, entity_id=entity_id,
+                            local_groups=self._registry.work_queue_groups(kind.kind), now=now)
+        b.notify_on_cursor(cur)
+        after_commit(tx, self._wake)
+        change = EntityChange(
+            change_id=change_id, seq=seq, kind=kind.kind, id=entity_id, prev=prev_json,
+            next=next_json, delta=delta, changed_fields=changed, actor=actor,
+            occurred_at=occurred_at, reason=reason)
+        return Write(prev=prev, next=nxt, change=change)
