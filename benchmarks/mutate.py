@@ -447,7 +447,7 @@ def pg_reachable(admin_url: str) -> tuple[bool, str]:
         with psycopg.connect(admin_url, connect_timeout=3) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
         return True, str(version)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means: not reachable
         return False, " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
@@ -505,7 +505,7 @@ def _dist_version(name: str) -> str:
 
     try:
         return version(name)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a version we cannot read is just unknown
         return "?"
 
 

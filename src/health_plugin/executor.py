@@ -87,7 +87,7 @@ class CheckExecutor:
                         outcome = await strategy.run(config, StrategyContext(http=client))
         except TimeoutError:
             return failed(f"strategy {check.strategy!r} overran the run timeout of {timeout:g}s")
-        except Exception as exc:
+        except Exception as exc:  # a broken strategy is a failed run
             logger.exception("strategy %s raised while running check %s", check.strategy, check.id)
             return failed(f"strategy {check.strategy!r} raised {type(exc).__name__}: {exc}")
         if not isinstance(outcome, CheckOutcome):

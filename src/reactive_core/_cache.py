@@ -210,7 +210,7 @@ class ReadThroughCache(Generic[V]):
             flight.fenced = True
         try:
             self._store.delete(key)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing store falls back to the loader
             _log.warning("cache delete failed for key %r; fencing it", key, exc_info=True)
             self._add_tombstone(self._key_tombstones, key, epoch)
         else:
@@ -232,7 +232,7 @@ class ReadThroughCache(Generic[V]):
             self._flights.pop(key).fenced = True
         try:
             self._store.delete_prefix(prefix)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing store falls back to the loader
             _log.warning("cache delete failed for prefix %r; fencing it", prefix, exc_info=True)
             self._add_tombstone(self._prefix_tombstones, prefix, epoch)
         else:
@@ -276,7 +276,7 @@ class ReadThroughCache(Generic[V]):
         self._prune_tombstones()
         try:
             entry = self._store.get(key)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing store must not fail an invalidation
             _log.warning("cache read failed for key %r; loading", key, exc_info=True)
             return None
         if entry is None:
@@ -291,7 +291,7 @@ class ReadThroughCache(Generic[V]):
         """Store ``entry``, logging instead of raising on failure."""
         try:
             self._store.set(key, entry)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing store must not fail an invalidation
             _log.warning("cache write failed for key %r", key, exc_info=True)
         else:
             self._key_tombstones.pop(key, None)

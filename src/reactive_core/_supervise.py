@@ -43,7 +43,7 @@ async def call_guarded(fn: Callable[..., Awaitable[Any]], *args: Any,
         else:
             with anyio.fail_after(timeout):
                 await fn(*args)
-    except BaseException as exc:
+    except BaseException as exc:  # anything a plugin raises is its failure
         if cancelled():
             raise
         return exc

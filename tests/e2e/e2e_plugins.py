@@ -8,6 +8,7 @@ variables, since a `--plugin` object takes no arguments.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ ITEM_KIND = "e2e-item"
 TICK_KIND = "e2e-tick"
 FAILING_GROUP = "e2e-failing"
 RECORDER_GROUP = "e2e-recorder"
+STUCK_GROUP = "e2e-stuck"
 
 
 class Counted(BaseModel):
@@ -132,7 +134,31 @@ class CrashPlugin(TicksPlugin):
         registry.on_entity_changed(TICK_KIND, record_tick, delivery=WorkQueue(RECORDER_GROUP))
 
 
+async def stuck_in_a_thread(change: EntityChange) -> None:
+    """Work queue `e2e-stuck`: record the start, then block a worker thread for ten
+    minutes — a call nobody can cancel."""
+    line = f"{change.id} {change.seq} {change.change_id} {os.getpid()}\n".encode()
+    fd = os.open(os.environ["E2E_RECORD_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    await anyio.to_thread.run_sync(time.sleep, 600)
+
+
+class StuckPlugin(TicksPlugin):
+    """Kind `e2e-tick` and a work-queue handler stuck in a thread."""
+
+    name = "e2e-stuck"
+
+    @hookimpl
+    def reactive_register(self, registry: Any) -> None:
+        super().reactive_register(registry)
+        registry.on_entity_changed(TICK_KIND, stuck_in_a_thread, delivery=WorkQueue(STUCK_GROUP))
+
+
 items = ItemsPlugin()
 failing = FailingPlugin()
 undeclared = UndeclaredPlugin()
 crash = CrashPlugin()
+stuck = StuckPlugin()

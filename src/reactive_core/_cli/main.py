@@ -45,6 +45,8 @@ from .demo import run_demo
 logger = logging.getLogger("reactive_core.cli")
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR, EXIT_ABANDONED = 0, 1, 2, 3
+FORCE_GRACE_SECONDS = 2.0
+"""How long past its shutdown deadline `serve` waits for cancelled work before it exits."""
 
 
 # -- options --------------------------------------------------------------------------
@@ -281,7 +283,7 @@ class _ForcedExit:
             signal.signal(signum, lambda *_: self.force("a second signal"))
         # The host cancels what still runs at its deadline; a thread it cannot cancel
         # gets a little longer, then the process goes without it.
-        deadline = self._host.config.shutdown_timeout_seconds + 5.0
+        deadline = self._host.config.shutdown_timeout_seconds + FORCE_GRACE_SECONDS
         timer = threading.Timer(deadline, self.force, args=("the shutdown deadline",))
         timer.daemon = True
         timer.start()
@@ -296,7 +298,7 @@ class _ForcedExit:
             print(f"{why}: stopping now, abandoning {', '.join(running) or 'nothing'}",
                   file=sys.stderr, flush=True)
             self._host.release_leases_now()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - exiting anyway; leases will expire
             print(f"could not release leases ({exc}); they expire on their own",
                   file=sys.stderr, flush=True)
         finally:

@@ -243,7 +243,7 @@ class Host:
                              self.config.shutdown_timeout_seconds, ", ".join(self.abandoned))
             try:
                 await self._call_hook("reactive_shutdown")
-            except Exception:
+            except Exception:  # stopping goes on
                 logger.exception("a plugin's reactive_shutdown failed")
         try:
             self._task_group.cancel_scope.cancel()
@@ -253,7 +253,7 @@ class Host:
                 try:
                     await self.dispatcher.flush()
                     await self.run(self._release_leases)
-                except Exception:
+                except Exception:  # the leases expire on their own
                     logger.exception("could not release leases on shutdown")
                 await self._db.close()
         return None
@@ -306,7 +306,7 @@ class Host:
     async def _record_routes(self) -> None:
         try:
             await self.run(self._queue.record_routes, self.registry.local_routes())
-        except Exception:
+        except Exception:  # local writes still enqueue local groups
             logger.exception("recording work-queue routes failed")
 
     def _wake(self) -> None:

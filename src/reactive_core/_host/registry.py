@@ -457,7 +457,7 @@ class Registry:
         for derive in derivation.derivers:
             try:
                 triggers = derive(change)
-            except Exception:
+            except Exception:  # one deriver must not hide the others
                 logger.exception(
                     "deriver %s failed for %s:%s (change %s)",
                     _name(derive), change.kind, change.id, change.change_id,

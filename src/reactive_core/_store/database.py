@@ -77,7 +77,7 @@ class Database:
         self.url = resolve_database_url(url)
         try:
             parsed = make_url(self.url)
-        except Exception as exc:
+        except Exception as exc:  # SQLAlchemy raises several types here
             raise ConfigError(
                 f"database URL {self.url!r} is not valid: expected e.g. "
                 "'sqlite:///./reactive.db' or 'postgresql+psycopg://user@host/db'"
@@ -279,7 +279,7 @@ class Database:
                             savepoint = conn.begin_nested()
                             try:
                                 job.result = job.fn(conn, *job.args)
-                            except BaseException as exc:
+                            except BaseException as exc:  # noqa: BLE001 - whatever a unit raises is its caller's
                                 # Whatever one unit raises (KeyboardInterrupt included)
                                 # is that unit's outcome: the others still commit.
                                 savepoint.rollback()
@@ -288,7 +288,7 @@ class Database:
                                 continue
                             savepoint.commit()
                             job.callbacks = _take_after_commit(conn)
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - the whole batch failed to commit
                 for job in batch:
                     job.callbacks = []
                     if job.error is None:
@@ -324,5 +324,5 @@ def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
     for callback in callbacks:
         try:
             callback()
-        except Exception:
+        except Exception:  # a wake-up must never fail a committed write
             logger.exception("after-commit callback %r failed", callback)

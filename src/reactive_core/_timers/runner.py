@@ -114,7 +114,7 @@ class TimerRunner:
     async def _fire(self, topic: TimerTopic, timer: Timer, claimed_at: datetime) -> None:
         try:
             await self._fire_one(topic, timer, claimed_at)
-        except Exception:
+        except Exception:  # the lease expires and the timer fires again
             logger.exception("recording the firing of timer %s:%s failed", timer.topic,
                              timer.key)
         finally:

@@ -1,0 +1,174 @@
+"""Faults the work queue survives on PostgreSQL: handlers raising anything, skewed clocks,
+a long backlog behind busy heads, connections killed under a running host."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import psycopg
+import pytest
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
+
+from reactive_core import EntityChange, Host, RetryPolicy, WorkQueue, hookimpl
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+KIND = "item"
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    n: int
+
+
+def bump(_tx: Any, prev: Item | None) -> Item:
+    return Item(n=(prev.n if prev else 0) + 1)
+
+
+class Plugin:
+    name = "faults"
+
+    def __init__(self, *subscriptions: tuple[Any, Any]) -> None:
+        self.subscriptions = subscriptions
+
+    @hookimpl
+    def reactive_register(self, registry: Any) -> None:
+        registry.define_entity(KIND, state=Item)
+        for handler, delivery in self.subscriptions:
+            registry.on_entity_changed(KIND, handler, delivery=delivery)
+
+
+def make_host(url: str, *subscriptions: tuple[Any, Any], instance_id: str = "a",
+              clock: Any = None, **config: Any) -> Host:
+    settings = {"poll_interval": 0.05, "retry_base_seconds": 0.01, "run_jobs": False,
+                "shutdown_timeout_seconds": 0.5, **config}
+    return Host(database_url=url, plugins=[Plugin(*subscriptions)], entry_points=False,
+                config=settings, instance_id=instance_id, clock=clock)
+
+
+@pytest.mark.parametrize("raised", [asyncio.CancelledError(), KeyboardInterrupt()],
+                         ids=["cancelled", "keyboard-interrupt"])
+async def test_a_handler_raising_base_exceptions_is_dead_lettered_and_the_host_goes_on(
+    pg_url: str, raised: BaseException,
+) -> None:
+    handled: list[str] = []
+
+    async def handler(change: EntityChange) -> None:
+        if change.id == "poison":
+            raise raised
+        handled.append(change.id)
+
+    queue = WorkQueue("g", retry=RetryPolicy(max_retries=1, base_seconds=0.01))
+    async with make_host(pg_url, (handler, queue)) as host:
+        await host.entity(KIND).mutate("poison", bump)
+        await host.entity(KIND).mutate("fine", bump)
+        await host.drain()
+        (dead,) = await host.deliveries(dead=True)
+    assert (dead.entity_id, dead.attempts) == ("poison", 2) and handled == ["fine"]
+
+
+async def test_an_instance_whose_clock_runs_ahead_never_steals_a_live_lease(pg_url: str) -> None:
+    runs: Counter[str] = Counter()
+
+    async def slow(change: EntityChange) -> None:
+        runs[change.change_id] += 1
+        await anyio.sleep(1.5)  # longer than the lease: heartbeats keep it alive
+
+    ahead = 25.0
+    async with make_host(pg_url, (slow, WorkQueue("g")), instance_id="a",
+                         lease_seconds=1.0, dispatch_concurrency=4) as a, \
+            make_host(pg_url, (slow, WorkQueue("g")), instance_id="b",
+                      lease_seconds=1.0, dispatch_concurrency=4,
+                      clock=lambda: datetime.now(UTC) + timedelta(seconds=ahead)) as b:
+        for n in range(8):
+            await a.entity(KIND).mutate(f"e{n}", bump)
+        await a.drain(timeout=30)
+        await b.drain(timeout=30)
+        rows = await a.deliveries()
+    assert len(runs) == 8 and set(runs.values()) == {1}, runs  # no change ran twice
+    assert {(r.status, r.attempts) for r in rows} == {("done", 1)}
+
+
+def _rows_examined(plan: dict[str, Any]) -> int:
+    total = 0
+    stack = [plan["Plan"]]
+    while stack:
+        node = stack.pop()
+        loops = int(node.get("Actual Loops", 1))
+        total += int(node.get("Actual Rows", 0)) * loops
+        total += int(node.get("Rows Removed by Filter", 0)) * loops
+        stack.extend(node.get("Plans", []))
+    return total
+
+
+async def test_a_claim_reads_the_due_heads_not_the_backlog_behind_them(pg_url: str) -> None:
+    async with make_host(pg_url, (lambda c: anyio.lowlevel.checkpoint(), WorkQueue("g")),
+                         workers=False) as host:
+        # 5 entities with 900 pending deliveries each; every head is leased by an
+        # instance still running it, so nothing is claimable now.
+        await host.run(lambda tx: tx.execute(text("""
+            INSERT INTO entity_deliveries (change_seq, group_name, kind, entity_id, status,
+                ready, attempts, available_at, created_at)
+            SELECT n, 'g', 'item', 'e' || (n % 5), 'pending', n <= 5, 0, now(), now()
+            FROM generate_series(1, 4500) AS n""")))
+        await host.run(lambda tx: tx.execute(text(
+            "UPDATE entity_deliveries SET lease_owner = 'busy', attempts = 1, "
+            "available_at = now() + interval '1 hour' WHERE ready")))
+        statement = host._queue._claim_statement((("g", KIND),))
+        compiled = statement.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
+
+        def explain(tx: Any) -> dict[str, Any]:
+            cur = tx.connection.dbapi_connection.cursor()
+            cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + compiled.string,
+                        {"g0": "g", "k0": KIND, "owner": "me", "lease": 30.0, "limit": 16})
+            plan = cur.fetchone()[0]
+            tx.rollback()
+            return plan[0] if isinstance(plan, list) else json.loads(plan)[0]
+
+        plan = await host.run(explain)
+    assert _rows_examined(plan) < 50, plan
+
+
+async def test_the_host_goes_on_when_its_database_connections_are_killed(pg_url: str) -> None:
+    broadcast: list[int] = []
+    queued: list[int] = []
+
+    async def watch(change: EntityChange) -> None:
+        broadcast.append(change.seq)
+
+    async def work(change: EntityChange) -> None:
+        queued.append(change.seq)
+
+    admin = pg_url.replace("postgresql+psycopg://", "postgresql://")
+
+    def kill_others() -> int:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            return len(conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall())
+
+    async with make_host(pg_url, (watch, None), (work, WorkQueue("g"))) as host:
+        written: list[int] = []
+        for round_ in range(3):
+            for n in range(5):
+                for _ in range(5):  # a write cut by the kill fails: the writer retries
+                    try:
+                        change = await host.entity(KIND).write(f"e{n}", bump)
+                        assert change.change is not None
+                        written.append(change.change.seq)
+                        break
+                    except Exception:  # noqa: BLE001
+                        await anyio.sleep(0.1)
+            assert await anyio.to_thread.run_sync(kill_others) >= 1, round_
+            await anyio.sleep(0.2)
+        await host.drain(timeout=30)
+    assert sorted(broadcast) == sorted(written) == sorted(queued)

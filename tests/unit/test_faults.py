@@ -1,0 +1,176 @@
+"""Faults the work queue, the feed and the write path survive (SQLite).
+
+Each test reproduces a fault as an attacker would cause it and checks its defined
+outcome: a handler that raises anything fails only its own attempt, one unit of a
+group commit that raises anything fails alone, transient database errors in the
+background loops delay work but never end the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import anyio
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from plugins_for_tests import CorePlugin, SubscriberPlugin, increment
+from reactive_core import EntityChange, Host, RetryPolicy, WorkQueue
+
+pytestmark = pytest.mark.anyio
+
+RAISED = [
+    RuntimeError("boom"), asyncio.CancelledError(), KeyboardInterrupt(), SystemExit(3),
+    type("Custom", (BaseException,), {})("mine"),
+]
+RAISED_IDS = ["exception", "cancelled", "keyboard-interrupt", "system-exit", "custom-base"]
+
+
+def make_host(url: str, *plugins: object, **config: Any) -> Host:
+    settings = {"poll_interval": 0.05, "retry_base_seconds": 0.01, "run_jobs": False,
+                "shutdown_timeout_seconds": 0.5, **config}
+    return Host(database_url=url, plugins=[CorePlugin(), *plugins], entry_points=False,
+                config=settings)
+
+
+@pytest.mark.parametrize("raised", RAISED, ids=RAISED_IDS)
+async def test_a_work_queue_handler_raising_anything_is_retried_then_dead_lettered(
+    sqlite_url: str, raised: BaseException,
+) -> None:
+    attempts: list[str] = []
+    handled: list[str] = []
+
+    async def handler(change: EntityChange) -> None:
+        if change.id == "poison":
+            attempts.append(change.change_id)
+            raise raised
+        handled.append(change.id)
+
+    queue = WorkQueue("g", retry=RetryPolicy(max_retries=2, base_seconds=0.01))
+    async with make_host(sqlite_url, SubscriberPlugin("counter", handler, queue)) as host:
+        counters = host.entity("counter")
+        await counters.mutate("poison", increment)
+        await counters.mutate("fine", increment)
+        await host.drain()
+        await counters.mutate("later", increment)  # the host still delivers
+        await host.drain()
+        dead = await host.deliveries(dead=True)
+    assert len(attempts) == 3 and len(set(attempts)) == 1  # 1 run + 2 retries, one change
+    assert handled == ["fine", "later"]
+    assert [(d.entity_id, d.attempts) for d in dead] == [("poison", 3)]
+    assert dead[0].last_error is not None and dead[0].last_error.startswith(type(raised).__name__)
+
+
+@pytest.mark.parametrize("raised", RAISED, ids=RAISED_IDS)
+async def test_a_broadcast_handler_raising_anything_is_logged_and_the_others_still_run(
+    sqlite_url: str, raised: BaseException, caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[str] = []
+
+    async def bad(change: EntityChange) -> None:
+        raise raised
+
+    async def good(change: EntityChange) -> None:
+        seen.append(change.id)
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", bad, name="bad"),
+                         SubscriberPlugin("counter", good, name="good")) as host:
+        for entity in ("a", "b"):
+            await host.entity("counter").mutate(entity, increment)
+        await host.drain()
+    assert seen == ["a", "b"]
+    failures = [r for r in caplog.records if "broadcast handler" in r.getMessage()]
+    assert len(failures) == 2 and type(raised).__name__ in failures[0].getMessage()
+
+
+async def test_a_handler_running_past_its_timeout_fails_that_attempt(sqlite_url: str) -> None:
+    runs: list[int] = []
+
+    async def slow(change: EntityChange) -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            await anyio.sleep(10)
+
+    queue = WorkQueue("g", timeout_seconds=0.1)
+    async with make_host(sqlite_url, SubscriberPlugin("counter", slow, queue)) as host:
+        await host.entity("counter").mutate("a", increment)
+        await host.drain()
+        (row,) = await host.deliveries()
+    assert runs == [0, 1]
+    assert (row.status, row.attempts) == ("done", 2)
+
+
+async def test_one_unit_raising_keyboard_interrupt_fails_alone_in_its_group_commit(
+    sqlite_url: str,
+) -> None:
+    outcomes: dict[str, str] = {}
+
+    def interrupt(tx: Any, prev: Any) -> Any:
+        raise KeyboardInterrupt
+
+    async with make_host(sqlite_url) as host:
+        counters = host.entity("counter")
+        # Hold the writer so that the eight writes below queue up into one batch.
+        gate = threading.Event()
+
+        async def hold() -> None:
+            await host.run(lambda tx: gate.wait(5))
+
+        async def write(entity: str) -> None:
+            try:
+                await counters.mutate(entity, interrupt if entity == "e3" else increment)
+                outcomes[entity] = "committed"
+            except KeyboardInterrupt:
+                outcomes[entity] = "KeyboardInterrupt"
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold)
+            await anyio.sleep(0.05)
+            for n in range(8):
+                tg.start_soon(write, f"e{n}")
+            await anyio.sleep(0.05)
+            gate.set()
+        stored = await counters.all()
+    assert outcomes == {f"e{n}": ("KeyboardInterrupt" if n == 3 else "committed")
+                        for n in range(8)}
+    assert sorted(stored) == [f"e{n}" for n in range(8) if n != 3]
+
+
+async def test_the_feed_and_the_dispatcher_survive_transient_database_errors(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    broadcast: list[str] = []
+    queued: list[str] = []
+
+    async def watch(change: EntityChange) -> None:
+        broadcast.append(change.id)
+
+    async def work(change: EntityChange) -> None:
+        queued.append(change.id)
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", watch, name="watch"),
+                         SubscriberPlugin("counter", work, WorkQueue("g"), name="work")) as host:
+        failures = {"feed": 3, "claim": 3}
+
+        def flaky(name: str, real: Any) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                if failures[name] > 0:
+                    failures[name] -= 1
+                    raise OperationalError("SELECT …", {}, Exception("database is locked"))
+                return real(*args, **kwargs)
+            return call
+
+        host.feed._read = flaky("feed", host.feed._read)  # type: ignore[method-assign]
+        host._queue.claim = flaky("claim", host._queue.claim)  # type: ignore[method-assign]
+        caplog.set_level(logging.ERROR, "reactive_core.supervise")
+        for entity in ("a", "b", "c"):
+            await host.entity("counter").mutate(entity, increment)
+        await host.drain(timeout=20)
+    assert failures == {"feed": 0, "claim": 0}
+    assert broadcast == ["a", "b", "c"] and sorted(queued) == ["a", "b", "c"]
+    restarts = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("broadcast feed failed") for m in restarts)
+    assert any(m.startswith("work-queue dispatcher failed") for m in restarts)
