@@ -94,7 +94,8 @@ class Host:
         self._timer_store = TimerStore(backend, self.clock)
         self.timer_runner = TimerRunner(
             db=db, store=self._timer_store, topics=lambda: dict(self.registry.timer_topics),
-            owner=self.instance_id, poll_interval=cfg.poll_interval)
+            owner=self.instance_id, poll_interval=cfg.poll_interval,
+            batch_delay=cfg.dispatch_batch_delay)
         self.timers = Timers(db=db, backend=backend, clock=self.clock,
                              wake=self.timer_runner.wake)
         self.registry.add_listener(self._subscriptions_changed)
@@ -252,6 +253,7 @@ class Host:
             with anyio.CancelScope(shield=True):
                 try:
                     await self.dispatcher.flush()
+                    await self.timer_runner.flush()
                     await self.run(self._release_leases)
                 except Exception:  # the leases expire on their own
                     logger.exception("could not release leases on shutdown")

@@ -3,9 +3,12 @@
 Each topic registered with `registry.on_timer` has a handler, a concurrency limit, a
 lease and a retry policy. The runner claims due timers of the topics it handles (never
 more than can start now, so an attempt is counted when a firing starts), runs their
-handlers in the host's task group, extends the leases of long firings, and records
-each outcome in a unit of work of its own. It sleeps until the next deadline, woken
-early by timers armed in this process or (PostgreSQL) NOTIFY from another instance.
+handlers in the host's task group and extends the leases of long firings. Each round
+is one unit of work: record the outcomes of the firings finished since the last round
+(re-arm, delete, retry, keep dead), then claim what is due. A firing whose outcome was
+not yet recorded when its instance died fires again (at least once per slot). The
+runner sleeps until the next deadline, woken early by firings finishing, timers armed
+in this process or (PostgreSQL) NOTIFY from another instance.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -33,6 +36,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger("reactive_core.timers")
 
 TimerHandler = Callable[[Timer], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """A finished firing to record: finished (error None, or the last failure), or retry."""
+
+    timer: Timer
+    claimed_at: datetime
+    error: str | None
+    backoff: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,14 +71,16 @@ class TimerRunner:
 
     def __init__(self, *, db: Database, store: TimerStore,
                  topics: Callable[[], dict[str, TimerTopic]], owner: str,
-                 poll_interval: float) -> None:
+                 poll_interval: float, batch_delay: float = 0.0) -> None:
         self._db = db
         self._store = store
         self._topics = topics
         self._owner = owner
         self._poll_interval = poll_interval
+        self._batch_delay = batch_delay
         self._waker = Waker()
         self._firing: dict[tuple[str, str], Timer] = {}
+        self._outcomes: list[_Outcome] = []
         self._idle = anyio.Event()
         self._idle.set()
         self._rng = random.Random()
@@ -88,8 +103,10 @@ class TimerRunner:
         while True:
             topics = self._topics()
             wanted = {name: self._free(t) for name, t in topics.items() if self._free(t) > 0}
-            claimed, due_in = (await self._db.run(self._claim_round, wanted, topics) if wanted
-                               else ([], None))
+            claimed: list[tuple[Timer, datetime]] = []
+            due_in: float | None = None
+            if wanted or self._outcomes:
+                claimed, due_in = await self.round(wanted, topics)
             for timer, claimed_at in claimed:
                 self._firing[(timer.topic, timer.key)] = timer
                 self._idle = anyio.Event()
@@ -101,53 +118,70 @@ class TimerRunner:
                 await anyio.lowlevel.checkpoint()
                 continue
             await self._waker.wait(wait)
+            if self._batch_delay > 0:
+                await anyio.sleep(self._batch_delay)  # gather finishing firings
 
-    def _claim_round(self, tx: Connection, wanted: dict[str, int],
-                     topics: dict[str, TimerTopic],
-                     ) -> tuple[list[tuple[Timer, datetime]], float | None]:
+    async def round(self, wanted: dict[str, int], topics: dict[str, TimerTopic],
+                    ) -> tuple[list[tuple[Timer, datetime]], float | None]:
+        """Record the outcomes gathered so far, then claim up to `wanted` per topic."""
+        outcomes = self._outcomes[:]
+        result = await self._db.run(self._round_unit, outcomes, wanted, topics)
+        del self._outcomes[:len(outcomes)]
+        return result
+
+    def _round_unit(self, tx: Connection, outcomes: list[_Outcome], wanted: dict[str, int],
+                    topics: dict[str, TimerTopic],
+                    ) -> tuple[list[tuple[Timer, datetime]], float | None]:
+        for outcome in outcomes:
+            if outcome.backoff is None:
+                self._store.finish(tx, outcome.timer, self._owner, outcome.claimed_at,
+                                   outcome.error)
+            else:
+                assert outcome.error is not None
+                self._store.retry(tx, outcome.timer, self._owner, outcome.error,
+                                  outcome.backoff)
         claimed: list[tuple[Timer, datetime]] = []
         for name, free in wanted.items():
             claimed += self._store.claim(tx, topic=name, owner=self._owner,
                                          lease=topics[name].lease_seconds, limit=free)
-        return claimed, self._store.seconds_until_due(tx, sorted(wanted))
+        return claimed, (self._store.seconds_until_due(tx, sorted(wanted)) if wanted else None)
+
+    async def flush(self) -> None:
+        """Record the outcomes gathered but not yet recorded (on shutdown)."""
+        if self._outcomes:
+            await self.round({}, {})
 
     async def _fire(self, topic: TimerTopic, timer: Timer, claimed_at: datetime) -> None:
         try:
-            await self._fire_one(topic, timer, claimed_at)
-        except Exception:  # the lease expires and the timer fires again
-            logger.exception("recording the firing of timer %s:%s failed", timer.topic,
-                             timer.key)
+            self._outcomes.append(await self._fire_one(topic, timer, claimed_at))
         finally:
             self._firing.pop((timer.topic, timer.key), None)
             if not self._firing:
                 self._idle.set()
             self.wake()
 
-    async def _fire_one(self, topic: TimerTopic, timer: Timer, claimed_at: datetime) -> None:
-        store, owner = self._store, self._owner
+    async def _fire_one(self, topic: TimerTopic, timer: Timer, claimed_at: datetime,
+                        ) -> _Outcome:
         if timer.attempts > topic.retry.max_retries + 1:
             error = (f"LeaseExpired: {timer.attempts - 1} earlier firings ended without an "
                      f"outcome (instance died or hung past its lease); last error: "
                      f"{timer.last_error or 'none'}")
             logger.error("timer %s:%s given up: %s", timer.topic, timer.key, error)
-            await self._db.run(store.finish, timer, owner, claimed_at, error)
-            return
+            return _Outcome(timer, claimed_at, error, None)
         raised = await call_guarded(topic.handler, timer, timeout=topic.timeout_seconds)
         self.fired += 1
         if raised is None:
-            await self._db.run(store.finish, timer, owner, claimed_at, None)
-            return
+            return _Outcome(timer, claimed_at, None, None)
         text = describe(raised)
         if timer.attempts <= topic.retry.max_retries:
             backoff = topic.retry.delay(timer.attempts, self._rng)
             logger.warning("timer %s:%s failed on attempt %d (retry in %.2fs): %s",
                            timer.topic, timer.key, timer.attempts, backoff, text)
-            await self._db.run(store.retry, timer, owner, text, backoff)
-            return
+            return _Outcome(timer, claimed_at, text, backoff)
         logger.error("timer %s:%s failed on attempt %d, %s: %s", timer.topic, timer.key,
                      timer.attempts, "skipping to its next slot" if timer.recurring else
                      "kept as dead", text)
-        await self._db.run(store.finish, timer, owner, claimed_at, text)
+        return _Outcome(timer, claimed_at, text, None)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -170,8 +204,3 @@ class TimerRunner:
         """The timers firing on this instance now."""
         return list(self._firing.values())
 
-
-def describe_topics(topics: dict[str, TimerTopic]) -> list[dict[str, Any]]:
-    """The registered topics, for `doctor`."""
-    return [{"topic": t.topic, "handler": t.name, "plugin": t.plugin,
-             "concurrency": t.concurrency} for t in topics.values()]
