@@ -43,11 +43,10 @@ from ._timers.timers import Timer, TimerError, Timers, TimerStatus
 from .hookspecs import hookimpl, hookspec
 
 __all__ = [
-    "CONFIG_ACTOR",
-    "CONFIG_REASON",
-    "SYSTEM_ACTOR",
     "Actor",
     "Broadcast",
+    "CONFIG_ACTOR",
+    "CONFIG_REASON",
     "CacheEntry",
     "CacheStore",
     "CliCommand",
@@ -77,6 +76,7 @@ __all__ = [
     "RetryPolicy",
     "RouteFinding",
     "RouteStatus",
+    "SYSTEM_ACTOR",
     "TableFinding",
     "Timer",
     "TimerError",

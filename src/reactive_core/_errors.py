@@ -39,3 +39,16 @@ class ConfigError(ReactiveCoreError, ValueError):
 
 class DeliveryNotFound(ReactiveCoreError, LookupError):
     """A delivery id was named that does not exist (or is not in the expected status)."""
+
+
+class InvalidIdentifier(ReactiveCoreError, ValueError):
+    """An id or a name broke the identifier rule (printable, trimmed, not too long)."""
+
+
+class DatabaseBusy(ReactiveCoreError):
+    """The database stayed locked by another writer past the busy timeout.
+
+    Nothing was written; the operation may be retried (`retryable` is True).
+    """
+
+    retryable = True

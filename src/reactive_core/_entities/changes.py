@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._clock import as_utc
+from .._errors import InvalidIdentifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,14 @@ class Actor:
 
     type: str
     id: str
+
+    def __post_init__(self) -> None:
+        for name in ("type", "id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise InvalidIdentifier(
+                    f"Actor {name} must be non-empty text, received {value!r}: e.g. "
+                    f'Actor("user", "alice")')
 
 
 SYSTEM_ACTOR = Actor("system", "reactive-core")

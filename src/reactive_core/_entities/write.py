@@ -24,7 +24,8 @@ from .._errors import InvalidEntityState
 from .._store.backend import Backend, dumps, lock_key
 from .._store.database import after_commit
 from .changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states, value_text
-from .state import state_json, validate_state
+from .ids import MAX_ID_LENGTH, MAX_NAME_LENGTH, id_problem
+from .state import state_json, storable_json, validate_state
 
 if TYPE_CHECKING:
     from .._delivery.queue import WorkQueueStore
@@ -47,6 +48,36 @@ class Write(Generic[S]):
     prev: S | None
     next: S | None
     change: EntityChange | None
+
+
+MAX_REASON_LENGTH = 10_000
+"""The longest `reason` a write may record, in characters."""
+
+
+def _check_write_args(kind: EntityKind, entity_id: str, actor: object,
+                      reason: object) -> None:
+    """Refuse an actor or a reason that cannot be recorded as given."""
+    def refuse(field: str, message: str) -> InvalidEntityState:
+        return InvalidEntityState(f"write of {kind.kind}:{entity_id}: {message}",
+                                  kind=kind.kind, entity_id=entity_id, fields=(field,))
+
+    if not isinstance(actor, Actor):
+        raise refuse("<actor>", f"actor must be an Actor(type, id), received "
+                                f"{type(actor).__name__}")
+    for field, value, limit in (("type", actor.type, MAX_NAME_LENGTH),
+                                ("id", actor.id, MAX_ID_LENGTH)):
+        problem = id_problem(value, limit)
+        if problem is not None:
+            raise refuse("<actor>", f"actor {field} {value!r:.80} {problem}: expected "
+                                    f"printable text of 1 to {limit} characters")
+    if reason is not None and not isinstance(reason, str):
+        raise refuse("<reason>", f"reason must be text or None, received "
+                                 f"{type(reason).__name__}")
+    if reason is not None and len(reason) > MAX_REASON_LENGTH:
+        raise refuse("<reason>", f"reason has {len(reason)} characters, expected at most "
+                                 f"{MAX_REASON_LENGTH}")
+    if reason is not None and "\x00" in reason:
+        raise refuse("<reason>", "reason holds a NUL character, which PostgreSQL cannot store")
 
 
 class WritePath:
@@ -96,12 +127,15 @@ class WritePath:
         read_one: Callable[[Connection, str], BaseModel | None],
     ) -> Write[Any]:
         """One write of `kind:entity_id` inside `tx`; see `EntityHandle.mutate`."""
-        if not isinstance(entity_id, str) or not entity_id:
+        problem = id_problem(entity_id)
+        if problem is not None:
             raise InvalidEntityState(
-                f"entity id for kind {kind.kind!r} must be a non-empty string, "
-                f"received {entity_id!r}", kind=kind.kind, entity_id=str(entity_id),
-                fields=("<id>",),
-            )
+                f"entity id of kind {kind.kind!r}: {entity_id!r:.80} {problem}: expected "
+                f"printable text of 1 to {MAX_ID_LENGTH} characters without surrounding "
+                f"whitespace or control characters", kind=kind.kind,
+                entity_id=str(entity_id)[:MAX_ID_LENGTH], fields=("<id>",))
+        actor = actor or SYSTEM_ACTOR
+        _check_write_args(kind, entity_id, actor, reason)
         b = self._b
         cur = self._cursor(tx)
         b.lock_on_cursor(cur, lock_key(kind.kind, entity_id))
@@ -134,7 +168,7 @@ class WritePath:
             nxt = validate_state(kind, entity_id, raw, "next state")
         # What was stored is already the JSON form of prev (it was written from one).
         prev_json = stored if kind.read is None else state_json(prev)
-        next_json = state_json(nxt)
+        next_json = None if nxt is None else storable_json(kind, entity_id, nxt)
         if prev_json is None and next_json is None:
             return Write(prev=None, next=None, change=None)
         if remove:
@@ -153,7 +187,6 @@ class WritePath:
                 cur.execute(self._update_state, (dumps(next_json), now, kind.kind, entity_id))
             else:
                 cur.execute(self._insert_state, (kind.kind, entity_id, dumps(next_json), now))
-        actor = actor or SYSTEM_ACTOR
         change_id = str(uuid.uuid4())
         cur.execute(self._insert_change, (
             change_id, kind.kind, entity_id,
