@@ -68,7 +68,12 @@ class HttpCheckConfig(BaseModel):
     """`http`: request `url`; healthy when the status (and body, if asked) match in time.
 
     `expected_status` None accepts any 2xx. `body_contains` / `body_regex` must both
-    match when given (regex: `re.search`).
+    match when given (regex: `re.search`), within the first `max_body_bytes` of the body
+    (the rest is never read: a target cannot make a check hold its memory). With
+    `follow_redirects`, at most `max_redirects` are followed, and the configured
+    `headers` (API keys, tokens) are not sent on to another origin (scheme, host, port).
+    `store_body_excerpt` keeps the start of a failing response's body in the run's
+    result, where anyone who can read runs sees it: off unless asked for.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -82,6 +87,9 @@ class HttpCheckConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
     follow_redirects: bool = False
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    max_body_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
+    store_body_excerpt: bool = False
 
     @field_validator("method", mode="before")
     @classmethod
@@ -132,20 +140,17 @@ class HttpStrategy:
         started = time.perf_counter()
         try:
             with anyio.fail_after(config.timeout_seconds):
-                response = await context.http.request(
-                    config.method, config.url, headers=config.headers, content=config.body,
-                    timeout=config.timeout_seconds, follow_redirects=config.follow_redirects,
-                )
-                text = response.text
+                code, text, truncated = await _fetch(context.http, config)
         except (TimeoutError, httpx.TimeoutException):
             return CheckOutcome(status=HealthStatus.UNHEALTHY, latency_ms=_elapsed_ms(started),
                                 result={"error": f"timed out after {config.timeout_seconds:g}s"})
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, _TooManyRedirects) as exc:
             return CheckOutcome(status=HealthStatus.UNHEALTHY, latency_ms=_elapsed_ms(started),
-                                result={"error": f"{type(exc).__name__}: {exc}"})
+                                result={"error": f"{type(exc).__name__.lstrip('_')}: {exc}"})
         latency = _elapsed_ms(started)
-        code = response.status_code
         result: dict[str, Any] = {"status_code": code}
+        if truncated:
+            result["body_truncated_at"] = config.max_body_bytes
         expected = config.expected_status
         if (code not in expected) if expected is not None else not 200 <= code <= 299:
             wanted = ", ".join(map(str, expected)) if expected is not None else "2xx"
@@ -155,9 +160,53 @@ class HttpStrategy:
         elif config.body_regex is not None and re.search(config.body_regex, text) is None:
             result["error"] = f"body does not match /{config.body_regex}/"
         if "error" in result:
-            result["body_excerpt"] = text[:_EXCERPT]
+            if config.store_body_excerpt:
+                result["body_excerpt"] = text[:_EXCERPT]
             return CheckOutcome(status=HealthStatus.UNHEALTHY, latency_ms=latency, result=result)
         return CheckOutcome(status=HealthStatus.HEALTHY, latency_ms=latency, result=result)
+
+
+class _TooManyRedirects(Exception):
+    """More redirects than `max_redirects`."""
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
+async def _fetch(http: httpx.AsyncClient, config: HttpCheckConfig) -> tuple[int, str, bool]:
+    """(status code, body text cut to `max_body_bytes`, whether it was cut), following
+    redirects by hand so that configured headers never reach another origin."""
+    url = httpx.URL(config.url)
+    first = _origin(url)
+    method, body, headers = config.method, config.body, dict(config.headers)
+    for _ in range(config.max_redirects + 1):
+        async with http.stream(method, url, headers=headers, content=body,
+                               timeout=config.timeout_seconds,
+                               follow_redirects=False) as response:
+            location = response.headers.get("location")
+            if config.follow_redirects and response.status_code in _REDIRECTS and location:
+                url = url.join(location)
+                if response.status_code == 303 or (
+                        response.status_code in (301, 302) and method == "POST"):
+                    method, body = "GET", None
+                if _origin(url) != first:
+                    headers = {}  # the configured headers were meant for the first origin
+                continue
+            data = bytearray()
+            truncated = False
+            async for chunk in response.aiter_bytes():
+                data += chunk
+                if len(data) > config.max_body_bytes:
+                    del data[config.max_body_bytes:]
+                    truncated = True
+                    break
+            text = bytes(data).decode(response.encoding or "utf-8", errors="replace")
+            return response.status_code, text, truncated
+    raise _TooManyRedirects(f"more than {config.max_redirects} redirects (last to {url})")
 
 
 def _os_error(exc: OSError) -> str:
