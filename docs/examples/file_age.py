@@ -5,11 +5,12 @@ file is recent. The check is healthy while the file is younger than
 `degraded_after_seconds`, degraded until `unhealthy_after_seconds`, and unhealthy after
 that or when the file is missing.
 
-Load it next to the health plugin, for both `reactive apply` (which validates each
-check's `config` with the strategy's model) and `reactive serve` (which runs it):
+Load the plugin class next to the health plugin, for both `reactive apply` (which
+validates each check's `config` with the strategy's model) and `reactive serve` (which
+runs it); each host creates its own instance:
 
-    PYTHONPATH=docs/examples reactive apply --plugin file_age:plugin -f backups.yaml
-    PYTHONPATH=docs/examples reactive serve --plugin file_age:plugin
+    PYTHONPATH=docs/examples reactive apply --plugin file_age:FileAgeChecks -f backups.yaml
+    PYTHONPATH=docs/examples reactive serve --plugin file_age:FileAgeChecks
 """
 
 from __future__ import annotations
@@ -70,6 +71,3 @@ class FileAgeChecks:
     @hookimpl
     def reactive_health_strategies(self) -> list[FileAgeStrategy]:
         return [FileAgeStrategy()]
-
-
-plugin = FileAgeChecks()

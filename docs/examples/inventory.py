@@ -2,7 +2,11 @@
 
 `stock` is a computed kind: the plugin's own table `inventory_items` is the source of
 truth and `read_stock` assembles the state. Every movement of stock is also appended
-to `inventory_movements`, a raw log that backs no kind.
+to `inventory_movements`, a raw log that backs no kind. A customer's *hold* puts stock
+aside and arms a durable timer that puts it back unless the hold is confirmed in time.
+
+The plugin is a class: each `Host` creates its own instance, which builds the plugin's
+service (`Inventory`) in `reactive_register` and hands it what it needs.
 
 Run it from the repository root (a temporary SQLite file, removed afterwards):
 
@@ -11,10 +15,12 @@ Run it from the repository root (a temporary SQLite file, removed afterwards):
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,11 +41,16 @@ from sqlalchemy import (
 from reactive_core import (
     CONFIG_ACTOR,
     Actor,
+    CliCommand,
+    CliContext,
     ConfigError,
     ConfigItemError,
     EntityChange,
     Host,
+    ReactiveCoreError,
     Registry,
+    RetryPolicy,
+    Timer,
     WorkQueue,
     apply_config_text,
     doctor,
@@ -129,6 +140,83 @@ def stock_payload(change: EntityChange) -> dict[str, object]:
     return {"sku": change.id, "quantity": change.next["quantity"] if change.next else None}
 
 
+# -- settings -----------------------------------------------------------------------
+
+class InventorySettings(BaseModel):
+    """The plugin's settings: `Host(config={"plugins": {"inventory": {...}}})`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hold_minutes: float = Field(15.0, gt=0)
+
+
+# -- the plugin's service, one per host ---------------------------------------------
+
+HOLD_TOPIC = "inventory.hold-expiry"
+"""The timer topic of holds; the timer's key is the hold id."""
+
+
+class Inventory:
+    """Stock moves, holds that expire and reorders, on one host."""
+
+    def __init__(self, *, host: Host, settings: InventorySettings) -> None:
+        self._host = host
+        self._settings = settings
+        self._stock = host.entity("stock")
+
+    async def move(self, sku: str, delta: int, *, actor: Actor | None = None) -> Stock:
+        """Add (or, negative, take) `delta` of `sku`, as one logged change."""
+        stock: Stock = await self._stock.mutate(sku, move(sku, delta), actor=actor)
+        return stock
+
+    async def levels(self) -> dict[str, Stock]:
+        """Every item's stock, by SKU."""
+        return await self._stock.all()
+
+    async def hold(self, hold_id: str, sku: str, quantity: int, *,
+                   expires_after: timedelta | None = None) -> Stock:
+        """Put `quantity` of `sku` aside; it goes back unless `confirm`ed in time."""
+        after = expires_after or timedelta(minutes=self._settings.hold_minutes)
+
+        def unit(tx: Connection) -> Stock:
+            stock: Stock = self._stock.mutate_in(tx, sku, move(sku, -quantity),
+                                                 reason=f"hold {hold_id}")
+            self._host.timers.schedule_in(tx, HOLD_TOPIC, hold_id, after=after,
+                                          payload={"sku": sku, "quantity": quantity})
+            return stock
+
+        return await self._host.run(unit)
+
+    async def confirm(self, hold_id: str) -> bool:
+        """The customer paid: the held stock stays sold. False when the hold expired."""
+        return await self._host.timers.cancel(HOLD_TOPIC, hold_id)
+
+    async def expire_hold(self, timer: Timer) -> None:
+        """Timer handler: put an unconfirmed hold's stock back, once per cluster.
+
+        The timer is cancelled in the transaction that moves the stock back, so a
+        firing that runs again (its instance died before recording it) finds no timer
+        and does nothing, and a hold confirmed meanwhile is left alone.
+        """
+        sku, quantity = timer.payload["sku"], timer.payload["quantity"]
+
+        def unit(tx: Connection) -> None:
+            if self._host.timers.cancel_in(tx, HOLD_TOPIC, timer.key):
+                self._stock.mutate_in(tx, sku, move(sku, quantity),
+                                      reason=f"hold {timer.key} expired")
+
+        await self._host.run(unit)
+
+    async def reorder(self, change: EntityChange) -> None:
+        """Work-queue handler: when stock goes low, ask every supplier plugin to reorder."""
+        if "inventory.low" not in self._host.derive_triggers(change):
+            return
+        assert change.next is not None
+        orders = self._host.hook.inventory_reorder(sku=change.id,
+                                                   quantity=change.next["quantity"])
+        print(f"reorder {change.id}: {orders} (change {change.change_id[:8]})")
+
+
 # -- config file section ------------------------------------------------------------
 
 class ItemDeclaration(BaseModel):
@@ -164,12 +252,11 @@ def apply_items(tx: Connection, host: Host, decls: list[ItemDeclaration]) -> lis
         if decl.sku in seen:
             raise ConfigItemError(index, f"sku {decl.sku!r} is declared twice", field="sku")
         seen.add(decl.sku)
-        before = stock.get_in(tx, decl.sku)
-        after = stock.mutate_in(tx, decl.sku, declare_item(decl), actor=CONFIG_ACTOR)
-        if before is None:
+        written = stock.write_in(tx, decl.sku, declare_item(decl), actor=CONFIG_ACTOR)
+        if written.prev is None:
             report.append(f"created item {decl.sku}")
-        elif before != after:
-            report.append(f"updated item {decl.sku}")
+        elif written.change is not None:
+            report.append(f"updated item {decl.sku} ({', '.join(written.change.changed_fields)})")
     return report
 
 
@@ -178,7 +265,7 @@ def apply_items(tx: Connection, host: Host, decls: list[ItemDeclaration]) -> lis
 async def prune_movements(host: Host, slot: datetime) -> None:
     """Daily job: drop movements older than 90 days."""
     cutoff = slot - timedelta(days=90)
-    await host.db.run(lambda tx: tx.execute(delete(movements).where(movements.c.at < cutoff)))
+    await host.run(lambda tx: tx.execute(delete(movements).where(movements.c.at < cutoff)))
 
 
 async def refresh_stock(host: Host, slot: datetime) -> None:
@@ -187,6 +274,32 @@ async def refresh_stock(host: Host, slot: datetime) -> None:
     stock = host.entity("stock")
     for sku in await stock.ids():
         await stock.mutate(sku, lambda tx, prev, sku=sku: read_stock(tx, [sku])[sku])
+
+
+# -- a command for `reactive` -------------------------------------------------------
+
+def stock_command(inventory: Inventory) -> CliCommand:
+    """`reactive stock [--low] [--json]`: each item's stock level."""
+
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--low", action="store_true", help="only items running low")
+
+    def table(rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return "no items"
+        return CliContext.table(["sku", "name", "quantity", "low"],
+                                ([r["sku"], r["name"], r["quantity"], "yes" if r["low"] else "-"]
+                                 for r in rows))
+
+    async def run(ctx: CliContext) -> int:
+        levels = await inventory.levels()
+        rows = [{"sku": sku, **stock.model_dump()} for sku, stock in levels.items()
+                if stock.low or not ctx.args.low]
+        ctx.emit(rows, table)
+        return 0
+
+    return CliCommand(name="stock", help="stock levels of the inventory", run=run,
+                      arguments=arguments, listing=True)
 
 
 # -- an extension point for other plugins -------------------------------------------
@@ -199,43 +312,41 @@ class InventorySpecs:
         """Order more of `sku`, now at `quantity`; return an order reference or None."""
 
 
-def reorder_handler(registry: Registry) -> Callable[[EntityChange], object]:
-    """Work-queue handler: when stock goes low, ask every supplier plugin to reorder."""
-
-    async def reorder(change: EntityChange) -> None:
-        host = registry.host
-        if "inventory.low" not in host.derive_triggers(change):
-            return
-        assert host.pm is not None and change.next is not None
-        orders = host.pm.hook.inventory_reorder(sku=change.id, quantity=change.next["quantity"])
-        print(f"reorder {change.id}: {orders} (change {change.change_id[:8]})")
-
-    return reorder
-
-
 # -- the plugins --------------------------------------------------------------------
 
 class InventoryPlugin:
-    """Declares the inventory: tables, the `stock` kind, triggers, reorders, jobs."""
+    """Declares the inventory: tables, the `stock` kind, triggers, reorders, holds, jobs."""
 
     name = "inventory"
 
+    def __init__(self) -> None:
+        self.inventory: Inventory | None = None
+
     @hookimpl
-    def reactive_register(self, registry: Registry) -> None:
+    def reactive_register(self, registry: Registry, host: Host) -> None:
         registry.add_tables(metadata)
         registry.define_entity("stock", state=Stock, read=read_stock, ids=stock_ids,
                                tables=["inventory_items"])
         registry.declare_non_reactive_state(
             "inventory_movements", "raw-sample",
             "append-only log of movements; the reactive view is the stock kind")
+        settings = host.plugin_settings("inventory", InventorySettings)
+        self.inventory = inventory = Inventory(host=host, settings=settings)
         registry.register_change_deriver("stock", derive_stock_triggers,
                                          to_payload=stock_payload)
-        registry.on_entity_changed("stock", reorder_handler(registry),
+        registry.on_entity_changed("stock", inventory.reorder,
                                    delivery=WorkQueue("inventory-reorder"))
+        registry.on_timer(HOLD_TOPIC, inventory.expire_hold,
+                          retry=RetryPolicy(max_retries=5, base_seconds=2.0))
         registry.add_config_section("items", ItemDeclaration, apply_items, order=50)
         registry.add_job("inventory.prune-movements", prune_movements, cron="0 3 * * *")
         registry.add_job("inventory.refresh", refresh_stock, every=timedelta(minutes=15))
         registry.add_hookspecs(InventorySpecs)
+
+    @hookimpl
+    def reactive_cli_commands(self) -> list[CliCommand]:
+        assert self.inventory is not None
+        return [stock_command(self.inventory)]
 
 
 class SupplierPlugin:
@@ -248,8 +359,14 @@ class SupplierPlugin:
         return f"PO-{sku}-{LOW_STOCK * 4 - quantity}"
 
 
-plugin = InventoryPlugin()
-supplier = SupplierPlugin()
+def inventory_of(host: Host) -> Inventory:
+    """The `Inventory` of `host`'s inventory plugin (for application code and tests)."""
+    plugin = host.plugin("inventory")
+    if not isinstance(plugin, InventoryPlugin) or plugin.inventory is None:
+        raise ReactiveCoreError(f"the plugin named 'inventory' is a {type(plugin).__name__}, "
+                                f"expected an InventoryPlugin")
+    return plugin.inventory
+
 
 # -- trying it ----------------------------------------------------------------------
 
@@ -269,22 +386,33 @@ items:
 async def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{Path(folder) / 'inventory.db'}"
-        async with Host(database_url=url, plugins=[plugin, supplier], entry_points=False,
-                        config={"run_jobs": False}) as host:
+        async with Host(database_url=url, plugins=[InventoryPlugin, SupplierPlugin],
+                        entry_points=False, config={"run_jobs": False}) as host:
             print(await apply_config_text(host, CONFIG, source="inventory.yaml"))
             print(await apply_config_text(host, CONFIG, source="inventory.yaml"))  # no changes
             try:
                 await apply_config_text(host, BAD_CONFIG, source="bad.yaml")
             except ConfigError as exc:
                 print(exc)
-            stock = host.entity("stock")
-            await stock.mutate("tea", move("tea", -8), actor=Actor("user", "till-1"))
+            inventory = inventory_of(host)
+            await inventory.move("tea", -8, actor=Actor("user", "till-1"))
             await host.drain()
             for change in await host.changes(kind="stock"):
                 print(change.seq, change.id, change.delta, host.derive_triggers(change))
+
+            await inventory.hold("order-7", "mug", 2, expires_after=timedelta(seconds=0.2))
+            await inventory.hold("order-8", "mug", 1)
+            print("held:", (await inventory.levels())["mug"].quantity,
+                  [t.key for t in await host.timers.list(HOLD_TOPIC)])
+            print("order-8 confirmed:", await inventory.confirm("order-8"))
+            with anyio.fail_after(10):
+                while await host.timers.get(HOLD_TOPIC, "order-7") is not None:
+                    await anyio.sleep(0.05)
+            print("after order-7 expired:", (await inventory.levels())["mug"].quantity)
+
             await refresh_stock(host, datetime.now(UTC))
             await prune_movements(host, datetime.now(UTC))
-            print(await stock.all())
+            print(await inventory.levels())
             report = await doctor(host)
             print([(t.table, t.status) for t in report.tables], report.ok)
 

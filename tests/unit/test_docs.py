@@ -246,7 +246,7 @@ def test_health_howto_config_files_apply_as_shown(tmp_path: Path) -> None:
     expected = shown.split("$ ")[1].splitlines()[1:]
     cli = [sys.executable, "-m", "reactive_core", "--database-url",
            f"sqlite:///{tmp_path}/reactive.db"]
-    with_strategy = ["--plugin", "file_age:plugin"]
+    with_strategy = ["--plugin", "file_age:FileAgeChecks"]
     env_path = {"PYTHONPATH": str(DOCS / "examples")}
 
     first = _run([*cli, "apply", "-f", "health.yaml"], tmp_path, env_path)
@@ -294,5 +294,5 @@ def test_file_age_example_strategy_judges_how_old_the_file_is(tmp_path: Path) ->
     assert anyio.run(run) == ["healthy", "degraded", "unhealthy", "unhealthy"]
     with pytest.raises(ValueError, match="must not exceed"):
         strategy.config_model(path="x", degraded_after_seconds=9, unhealthy_after_seconds=1)
-    plugin = module.plugin
+    plugin = module.FileAgeChecks()
     assert [s.name for s in plugin.reactive_health_strategies()] == ["file-age"]
