@@ -35,7 +35,7 @@ class CatalogPlugin:
     @hookimpl
     def reactive_register(self, registry: Registry, host: Host) -> None:
         """Declare the edge table, the kind, its triggers, edge cleanup and config sections."""
-        registry.add_tables(metadata)
+        registry.add_tables(metadata, migrations="catalog_plugin:migrations")
         registry.declare_non_reactive_state(
             catalog_dependencies.name, "bookkeeping",
             "dependency edges are topology that other plugins read when they need it "

@@ -68,7 +68,7 @@ class HealthPlugin:
         sections; build the service."""
         settings = host.plugin_settings("health", HealthSettings)
         registry.add_hookspecs(hookspecs)
-        registry.add_tables(metadata)
+        registry.add_tables(metadata, migrations="health_plugin:migrations")
         registry.define_entity(HEALTH_KIND, state=HealthState, read=read_health,
                                tables=ENTITY_TABLES, ids=health_ids)
         registry.declare_non_reactive_state(

@@ -36,7 +36,13 @@ from .._host.configfile import apply_config_file
 from .._host.doctor import doctor
 from .._host.host import Host
 from .._store.database import resolve_database_url
-from .._store.schema import CORE_TABLES
+from .._store.migrate import (
+    CORE_HISTORY,
+    ComponentRevision,
+    require_current,
+    schema_status,
+    upgrade_in,
+)
 from .._timers.timers import TimerStatus
 from . import tables
 from .commands import CliCommand, CliContext
@@ -101,6 +107,10 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
                        help="on SIGTERM/SIGINT, how long running handlers may finish before "
                             "they are cut off (host config shutdown_timeout_seconds); a "
                             "second signal cuts them off at once")
+    serve.add_argument("--no-migrate", dest="migrate", action="store_false",
+                       help="refuse to start on a database that is behind instead of "
+                            "migrating it (host config migrate); run `reactive db upgrade` "
+                            "as a deployment step of its own")
 
     apply = commands.add_parser("apply", parents=[common],
                                 help="declare what a config file says (idempotent)")
@@ -145,6 +155,13 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
 
     commands.add_parser("doctor", parents=[common, listing],
                         help="check plugin tables, declarations and dead letters")
+
+    db = commands.add_parser("db", help="the database schema: each component's migrations")
+    db_actions = db.add_subparsers(dest="db_action", metavar="ACTION", required=True)
+    db_actions.add_parser("upgrade", parents=[common],
+                          help="apply pending migrations (the core's, then each plugin's)")
+    db_actions.add_parser("current", parents=[common, listing],
+                          help="each component's revision and head; exit 1 when behind")
 
     demo = commands.add_parser(
         "demo", parents=[common],
@@ -211,31 +228,33 @@ def _make_host(args: argparse.Namespace, config: dict[str, Any],
                 plugins=plugins, entry_points=True, config=config)
 
 
+def _require_file(url: str) -> None:
+    """`ConfigError` when `url` names a SQLite file that does not exist (reading would
+    create an empty one)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
+        raise ConfigError(f"no database at {parsed.database!r}: expected an existing "
+                          "SQLite file (run `reactive apply` or `reactive serve` first)")
+
+
 @asynccontextmanager
 async def _inspecting(host: Host, *, plugin_tables: bool = False) -> AsyncIterator[Host]:
     """`host` (plugins loaded, workers never started) once its database is known to be
-    set up (with `plugin_tables`, the plugins' tables too); closed afterwards."""
+    set up and at this version's schema (with `plugin_tables`, the plugins' too); closed
+    afterwards. Never migrates: a database that is behind is refused."""
     url = host.database_url
     try:
         host.load_plugins()
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
-            raise ConfigError(f"no database at {parsed.database!r}: expected an existing "
-                              "SQLite file (run `reactive apply` or `reactive serve` first)")
+        _require_file(url)
         existing = await host.table_names()
         if "entity_changes" not in existing:
             raise ConfigError(f"database {tables.display_url(url)} has no reactive-core tables: "
                               "expected one that `reactive serve` or `reactive apply` set up")
-        if missing := sorted(CORE_TABLES - existing):
-            raise ConfigError(
-                f"database {tables.display_url(url)} lacks the reactive-core tables "
-                f"{', '.join(missing)} of this version: run `reactive serve` or `reactive apply` "
-                "once to create them")
-        if plugin_tables and (missing := sorted(set(host.registry.table_owners) - existing)):
-            raise ConfigError(
-                f"database {tables.display_url(url)} lacks the plugin tables "
-                f"{', '.join(missing)}: run `reactive apply` or `reactive serve` once with "
-                "these plugins loaded to create them")
+        if plugin_tables:
+            await host.read(require_current, [CORE_HISTORY, *host.registry.histories],
+                            host.registry.unversioned_metadatas)
+        else:
+            await host.read(require_current, [CORE_HISTORY])
         yield host
     finally:
         await host.close()
@@ -250,6 +269,8 @@ async def cmd_serve(args: argparse.Namespace, _host: Host) -> int:
                         ("shutdown_timeout", "shutdown_timeout_seconds")):
         if getattr(args, option) is not None:
             config[key] = getattr(args, option)
+    if not args.migrate:
+        config["migrate"] = False
     host = _make_host(args, config)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with host:
@@ -374,6 +395,47 @@ async def cmd_doctor(args: argparse.Namespace, host: Host) -> int:
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
+async def cmd_db(args: argparse.Namespace, host: Host) -> int:
+    """`db upgrade`: apply pending migrations; `db current`: where each component stands."""
+    histories = [CORE_HISTORY, *host.registry.histories]
+    try:
+        if args.db_action == "current":
+            _require_file(host.database_url)
+            revisions = await host.read(schema_status, histories)
+            print(_revisions_json(revisions) if args.json else tables.render_table(
+                ["component", "current", "head", "status"],
+                [(r.component, r.current or ("unversioned" if r.unversioned else "-"), r.head,
+                  "up to date" if r.up_to_date else "behind") for r in revisions]))
+            return EXIT_OK if all(r.up_to_date for r in revisions) else EXIT_PROBLEMS
+        before = {s.component: s for s in await host.read(schema_status, histories)}
+        report = await host.run(upgrade_in, histories,
+                                unversioned=host.registry.unversioned_metadatas)
+    finally:
+        await host.close()
+    upgraded = {step.component: step for step in report.upgraded}
+    for component, status in before.items():
+        step = upgraded.get(component)
+        if step is None:
+            print(f"{component}: {status.head} (up to date)")
+        elif step.from_revision == step.to_revision:
+            print(f"{component}: {step.to_revision} (stamped: its tables were made before it "
+                  "had a version history)")
+        else:
+            stamped = (" (stamped first: its tables were made before it had a version "
+                       "history)") if step.stamped else ""
+            print(f"{component}: {step.from_revision or 'none'} {tables.arrow()} "
+                  f"{step.to_revision}{stamped}")
+    if report.created_tables:
+        print(f"created plugin tables: {', '.join(report.created_tables)}")
+    return EXIT_OK
+
+
+def _revisions_json(revisions: Sequence[ComponentRevision]) -> str:
+    return tables.to_json([{"component": r.component, "current": r.current, "head": r.head,
+                            "unversioned": r.unversioned, "up_to_date": r.up_to_date}
+                           for r in revisions])
+
+
 async def cmd_demo(args: argparse.Namespace, _host: Host) -> int:
     """Run the demo steps of the loaded plugins (see `reactive_core._cli.demo`)."""
     return await run_demo(
@@ -397,6 +459,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Host], Awaitable[int]]] = {
     "deliveries": cmd_deliveries,
     "timers": cmd_timers,
     "doctor": cmd_doctor,
+    "db": cmd_db,
     "demo": cmd_demo,
 }
 
@@ -408,6 +471,8 @@ def _setup_logging(command: str, verbose: int) -> None:
     level = max(logging.DEBUG, base - 10 * verbose)
     # httpx logs every request at INFO: one line per health check run is noise.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    # Alembic logs its context on every start; the host logs each upgrade it applies.
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 

@@ -47,6 +47,11 @@ class HostConfig(BaseModel):
     workers: bool = Field(
         True, description="run the broadcast feed, the work-queue dispatcher, timers and jobs "
                           "here; False for a client that only reads and writes (CLI commands)")
+    migrate: bool = Field(
+        True, description="at start-up, apply pending schema migrations (the core's and each "
+                          "plugin's version history) under a cluster-wide lock; False refuses "
+                          "to start on a database that is behind, for deployments that run "
+                          "`reactive db upgrade` as a step of their own")
     plugins: dict[str, Any] = Field(default_factory=dict, description="per-plugin settings")
 
     @classmethod

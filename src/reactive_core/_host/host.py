@@ -31,7 +31,7 @@ from .._entities.write import WritePath
 from .._errors import PluginLoadError, ReactiveCoreError
 from .._store.backend import lock_key
 from .._store.database import Database
-from .._store.schema import metadata as core_metadata
+from .._store.migrate import CORE_HISTORY, require_current, upgrade_in
 from .._supervise import run_supervised
 from .._timers.jobs import arm_jobs_in, job_handler, job_topic
 from .._timers.runner import TimerRunner
@@ -186,7 +186,12 @@ class Host:
 
     async def __aenter__(self) -> Host:
         self.load_plugins()
-        await self._db.create_all(core_metadata, *self.registry.metadatas)
+        try:
+            await self._prepare_schema()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._db.close()
+            raise
         workers = self.config.workers
         if workers:
             await self.run(self._queue.record_routes, self.registry.local_routes())
@@ -205,6 +210,21 @@ class Host:
             await self.__aexit__(None, None, None)
             raise
         return self
+
+    async def _prepare_schema(self) -> None:
+        """Apply pending migrations (each component's history, then `create_all` for
+        plugins without one) under the cluster-wide schema lock; with `migrate=False`,
+        refuse a database that is behind instead."""
+        histories = [CORE_HISTORY, *self.registry.histories]
+        unversioned = self.registry.unversioned_metadatas
+        if not self.config.migrate:
+            await self.read(require_current, histories, unversioned)
+            return
+        report = await self.run(upgrade_in, histories, unversioned)
+        for step in report.upgraded:
+            logger.info("schema of %s upgraded from %s to %s%s", step.component,
+                        step.from_revision or "nothing", step.to_revision,
+                        " (tables made before versioning, stamped)" if step.stamped else "")
 
     async def _run_loops(self, handlers: anyio.abc.TaskGroup, *,
                          task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,

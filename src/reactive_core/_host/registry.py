@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,6 +17,7 @@ from sqlalchemy import MetaData
 from .._delivery.policy import Broadcast, Delivery, RetryPolicy, WorkQueue
 from .._entities.changes import EntityChange
 from .._errors import DuplicateRegistration, RegistryError, UnknownEntityKind
+from .._store.migrate import CORE_COMPONENT, History, HistoryError, resolve_location
 from .._store.schema import CORE_TABLES
 from .._timers.jobs import Job, JobFn
 from .._timers.runner import TimerHandler, TimerTopic
@@ -100,6 +102,7 @@ class Registry:
         self.current_plugin: str | None = None
         self._kinds: dict[str, EntityKind] = {}
         self._metadatas: list[MetaData] = []
+        self._histories: dict[str, History] = {}
         self._table_owner: dict[str, str | None] = {}
         self._derivations: dict[str, _Derivation] = {}
         self._subscriptions: list[Subscription] = []
@@ -114,14 +117,30 @@ class Registry:
 
     # -- declarations ---------------------------------------------------------------
 
-    def add_tables(self, metadata: MetaData) -> None:
-        """Add a plugin's SQLAlchemy `MetaData`; its tables are created at startup."""
+    def add_tables(self, metadata: MetaData, *,
+                   migrations: str | os.PathLike[str] | None = None) -> None:
+        """Add a plugin's SQLAlchemy `MetaData`, with the Alembic history that builds it.
+
+        `migrations` names the plugin's Alembic script directory — a path, or
+        `"package:folder"` inside an installed package — whose `versions/` folder holds
+        its revisions. The history is the plugin's own (component = the plugin's name,
+        version table `alembic_version_<name>`); hosts apply it at start-up after the
+        core's and the plugins' before it, and `reactive db upgrade` applies it on
+        demand. Its first revision must be the schema the plugin's tables had before it
+        had a history: a database holding those tables without a version table is
+        stamped with it and upgraded in place.
+
+        Without `migrations`, the tables are created at start-up if absent
+        (`create_all`) and never altered: fine for tests, examples and tables that never
+        change, but a changed column then needs a history.
+        """
         if not isinstance(metadata, MetaData):
             raise RegistryError(
                 f"add_tables expects a sqlalchemy.MetaData, received {type(metadata).__name__}"
             )
         if any(md is metadata for md in self._metadatas):
             return
+        history = None if migrations is None else self._history(metadata, migrations)
         for name in metadata.tables:
             if name in CORE_TABLES or name in self._table_owner:
                 owner = "reactive_core" if name in CORE_TABLES else self._table_owner[name]
@@ -132,6 +151,28 @@ class Registry:
         for name in metadata.tables:
             self._table_owner[name] = self.current_plugin
         self._metadatas.append(metadata)
+        if history is not None:
+            self._histories[history.component] = history
+
+    def _history(self, metadata: MetaData, migrations: str | os.PathLike[str]) -> History:
+        plugin = self.current_plugin
+        if plugin is None:
+            raise RegistryError("add_tables(migrations=...) names a plugin's own history: "
+                                "expected it to be called from a plugin's reactive_register")
+        if plugin == CORE_COMPONENT or plugin in self._histories:
+            raise DuplicateRegistration(
+                f"add_tables(migrations={migrations!r}): component {plugin!r} already has a "
+                "version history: expected one per plugin (one MetaData with migrations)")
+        if not isinstance(migrations, (str, os.PathLike)):
+            raise RegistryError(f"add_tables: migrations must be a path or 'package:folder', "
+                                f"received {migrations!r}")
+        try:
+            history = History(component=plugin, directory=resolve_location(migrations),
+                              metadata=metadata)
+            history.check()
+        except HistoryError as exc:
+            raise RegistryError(str(exc)) from exc
+        return history
 
     def define_entity(
         self,
@@ -356,6 +397,17 @@ class Registry:
     def metadatas(self) -> tuple[MetaData, ...]:
         """Every plugin MetaData, in the order added."""
         return tuple(self._metadatas)
+
+    @property
+    def histories(self) -> tuple[History, ...]:
+        """The plugins' version histories, in the order added (plugin order)."""
+        return tuple(self._histories.values())
+
+    @property
+    def unversioned_metadatas(self) -> tuple[MetaData, ...]:
+        """Plugin MetaData without a history: created if absent, never altered."""
+        versioned = [h.metadata for h in self._histories.values()]
+        return tuple(md for md in self._metadatas if not any(md is v for v in versioned))
 
     @property
     def config_sections(self) -> Mapping[str, ConfigSection]:

@@ -1,0 +1,1 @@
+"""The catalog plugin's revisions, oldest first."""

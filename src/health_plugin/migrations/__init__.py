@@ -1,0 +1,1 @@
+"""The health plugin's Alembic script directory (`registry.add_tables(..., migrations=)`)."""

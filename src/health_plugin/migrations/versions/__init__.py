@@ -1,0 +1,1 @@
+"""The health plugin's revisions, oldest first."""
