@@ -186,6 +186,18 @@ class CheckOps(ServiceParts):
         row = tx.execute(q.CONFIG, {"id": check_id}).first()
         return None if row is None else q.check_from_row(row)
 
+    async def runnable_check(self, check_id: str) -> CheckConfiguration | None:
+        """Check `check_id` when a run of it would count somewhere: it exists, is not
+        paused, and some enabled association names it; else None."""
+        def read(tx: Connection) -> CheckConfiguration | None:
+            check = self.get_check_in(tx, check_id)
+            if check is None or check.paused:
+                return None
+            enabled = any(r.enabled for r in tx.execute(q.ASSOCS_OF_CHECK, {"c": check_id}))
+            return check if enabled else None
+
+        return await self._host.read(read)
+
     async def checks(self) -> list[CheckConfiguration]:
         """Every check, by id."""
         rows = await self._host.read(lambda tx: tx.execute(q.ALL_CONFIGS).all())

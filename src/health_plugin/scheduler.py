@@ -4,8 +4,9 @@ A check is armed as the timer `("health.check", <check id>)` every `interval_sec
 first firing at once plus a jitter of up to `jitter_ratio` of the interval (which
 spreads checks declared together), then keeping its cadence. The core's timers fire it
 once per cluster, with a lease that outlasts the longest run and at most
-`max_concurrency` runs at once per instance. A firing runs the check and records the
-run — in one unit of work with the health mutations it causes. A failure to record
+`max_concurrency` runs at once per instance. A firing runs the check (unless it is
+paused or no enabled association names it: then nobody would see the run) and records
+the run — in one unit of work with the health mutations it causes. A failure to record
 skips to the next slot (a failed *check* is a recorded unhealthy run, not a failure).
 """
 
@@ -64,9 +65,10 @@ class CheckRunner:
 
     async def fire(self, timer: Timer) -> None:
         """Run check `timer.key` once and record it for its enabled associations."""
-        check = await self._service.get_check(timer.key)
-        if check is None or check.paused:
-            logger.debug("health check %s is gone or paused; its run is dropped", timer.key)
+        check = await self._service.runnable_check(timer.key)
+        if check is None:
+            # Gone, paused, or attached to no system (yet): nobody would see the run.
+            logger.debug("health check %s would count nowhere; not run", timer.key)
             return
         started = utcnow()
         outcome = await self._executor.execute(check)

@@ -15,13 +15,16 @@ from ._delivery.policy import Broadcast, DeliveryStatus, RetryPolicy, WorkQueue
 from ._delivery.queue import DeliveryRow, QueueStatus, RouteStatus
 from ._entities.changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states
 from ._entities.handle import EntityHandle, with_entity_remove, with_entity_write
+from ._entities.ids import Identifier, check_id
 from ._entities.logs import Transition
 from ._entities.write import Write
 from ._errors import (
     ConfigError,
+    DatabaseBusy,
     DeliveryNotFound,
     DuplicateRegistration,
     InvalidEntityState,
+    InvalidIdentifier,
     PluginLoadError,
     ReactiveCoreError,
     RegistryError,
@@ -53,6 +56,7 @@ __all__ = [
     "CliContext",
     "ConfigError",
     "ConfigItemError",
+    "DatabaseBusy",
     "DeliveryNotFound",
     "DeliveryRow",
     "DeliveryStatus",
@@ -65,7 +69,9 @@ __all__ = [
     "EntityKind",
     "Host",
     "HostConfig",
+    "Identifier",
     "InvalidEntityState",
+    "InvalidIdentifier",
     "MemoryCacheStore",
     "PluginLoadError",
     "QueueStatus",
@@ -89,6 +95,7 @@ __all__ = [
     "after_commit",
     "apply_config_file",
     "apply_config_text",
+    "check_id",
     "diff_states",
     "doctor",
     "hookimpl",

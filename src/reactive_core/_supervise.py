@@ -41,8 +41,11 @@ async def call_guarded(fn: Callable[..., Awaitable[Any]], *args: Any,
         if timeout is None:
             await fn(*args)
         else:
-            with anyio.fail_after(timeout):
+            # A plain scope with a deadline: cheaper than fail_after on this hot path.
+            with anyio.CancelScope(deadline=anyio.current_time() + timeout) as scope:
                 await fn(*args)
+            if scope.cancelled_caught:
+                return TimeoutError(f"ran longer than {timeout:g}s")
     except BaseException as exc:  # anything a plugin raises is its failure
         if cancelled():
             raise

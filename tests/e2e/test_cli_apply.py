@@ -65,7 +65,7 @@ def test_apply_of_an_invalid_item_exits_2_naming_file_and_line_and_stores_nothin
     assert result.stderr.startswith(f"error: {bad}:6: systems[1].name:")
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
-    assert cli.json("changes") == []
+    assert not Path(cli.url.removeprefix("sqlite:///")).exists()  # no database made
 
 
 def test_apply_of_an_unknown_dependency_rolls_back_the_systems_of_the_same_file(
@@ -78,6 +78,10 @@ def test_apply_of_an_unknown_dependency_rolls_back_the_systems_of_the_same_file(
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {bad}:10: dependencies[0]:")
     assert "'payments'" in result.stderr
+    assert not Path(cli.url.removeprefix("sqlite:///")).exists()  # made, then removed
+    # On a database that exists, the refused file rolls back whole: nothing is kept.
+    cli.ok("apply", "-f", write(cli.cwd / "empty.yaml", "systems: []\n"))
+    assert cli("apply", "-f", bad).returncode == 2
     assert cli.json("changes") == []
     assert cli.json("transitions") == []
 
@@ -109,3 +113,20 @@ def test_bad_plugin_spec_and_missing_database_are_clear_errors(cli: Cli) -> None
     assert no_database.stderr.startswith("error: no database at")
     for result in (missing_module, missing_attr, no_colon_attr, no_database):
         assert "Traceback" not in result.stderr
+
+
+def test_a_refused_apply_leaves_no_database_behind(cli: Cli) -> None:
+    database = Path(cli.url.removeprefix("sqlite:///"))
+    bad_item = cli.cwd / "bad.yaml"
+    bad_item.write_text("systems:\n  - {id: a}\n", encoding="utf-8")
+    unknown_edge = cli.cwd / "edge.yaml"
+    unknown_edge.write_text("systems:\n  - {id: a, name: A}\ndependencies:\n"
+                            "  - {source: a, target: nowhere}\n", encoding="utf-8")
+    refused = cli.many(("apply", "-f", str(bad_item)), ("apply", "-f", str(unknown_edge)),
+                       ("apply", "-f", str(cli.cwd / "missing.yaml")))
+    for result in refused:
+        assert result.returncode == 2 and result.stderr.startswith("error: "), result.stderr
+    assert "bad.yaml:2: systems[0].name: Field required" in refused[0].stderr
+    assert "edge.yaml:4: dependencies[0]" in refused[1].stderr
+    assert "missing.yaml" in refused[2].stderr
+    assert not database.exists()  # neither validation nor a rolled-back apply made one

@@ -57,11 +57,15 @@ def test_repeated_sigkills_count_an_attempt_only_for_handlers_that_started(
     rows = sql(sqlite_url, "SELECT c.change_id, d.status, d.attempts FROM entity_deliveries d "
                            "JOIN entity_changes c ON c.seq = d.change_seq")
     started = starts(record)
-    assert len(rows) == COUNT and {status for _, status, _ in rows} == {"done"}
+    assert len(rows) == COUNT
     # An attempt is a handler that started: never a row only claimed, however often
     # the servers died (each kill left several handlers running and rows waiting).
     assert {change_id: attempts for change_id, _, attempts in rows} == dict(started)
     assert max(started.values()) >= 2  # some were cut short by a kill and ran again
+    # Finished, every one: done, or dead after six real starts (a change whose handler
+    # was cut short by every kill is given up on, as a poison change must be).
+    for _, status, attempts in rows:
+        assert status == "done" or (status == "dead" and attempts >= 6)
 
 
 def stuck_server(tmp_path: Path, url: str) -> tuple[Cli, Path]:

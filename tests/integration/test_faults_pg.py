@@ -160,14 +160,11 @@ async def test_the_host_goes_on_when_its_database_connections_are_killed(pg_url:
         written: list[int] = []
         for round_ in range(3):
             for n in range(5):
-                for _ in range(5):  # a write cut by the kill fails: the writer retries
-                    try:
-                        change = await host.entity(KIND).write(f"e{n}", bump)
-                        assert change.change is not None
-                        written.append(change.change.seq)
-                        break
-                    except Exception:  # noqa: BLE001
-                        await anyio.sleep(0.1)
+                # A write after the kill finds its pooled connection dead before anything
+                # committed: it runs again on a fresh connection, the caller never knows.
+                write = await host.entity(KIND).write(f"e{n}", bump)
+                assert write.change is not None
+                written.append(write.change.seq)
             assert await anyio.to_thread.run_sync(kill_others) >= 1, round_
             await anyio.sleep(0.2)
         await host.drain(timeout=30)

@@ -6,15 +6,16 @@ import reactive_core
 
 EXPECTED = {
     "Actor", "Broadcast", "CONFIG_ACTOR", "CONFIG_REASON", "CacheEntry", "CacheStore",
-    "CliCommand", "CliContext", "ConfigError", "ConfigItemError", "DeliveryNotFound",
-    "DeliveryRow", "DeliveryStatus", "DemoContext", "DemoStep", "DoctorReport",
-    "DuplicateRegistration", "EntityChange", "EntityHandle", "EntityKind", "Host", "HostConfig",
-    "InvalidEntityState", "MemoryCacheStore", "PluginLoadError", "QueueStatus",
-    "ReactiveCoreError", "ReadThroughCache", "Registry", "RegistryError", "RetryPolicy",
-    "RouteFinding", "RouteStatus", "SYSTEM_ACTOR", "TableFinding", "Timer", "TimerError",
-    "TimerStatus", "Timers", "Transition", "UnknownEntityKind", "WorkQueue", "Write",
-    "after_commit", "apply_config_file", "apply_config_text", "diff_states", "doctor",
-    "hookimpl", "hookspec", "with_entity_remove", "with_entity_write",
+    "CliCommand", "CliContext", "ConfigError", "ConfigItemError", "DatabaseBusy",
+    "DeliveryNotFound", "DeliveryRow", "DeliveryStatus", "DemoContext", "DemoStep",
+    "DoctorReport", "DuplicateRegistration", "EntityChange", "EntityHandle", "EntityKind",
+    "Host", "HostConfig", "Identifier", "InvalidEntityState", "InvalidIdentifier",
+    "MemoryCacheStore", "PluginLoadError", "QueueStatus", "ReactiveCoreError",
+    "ReadThroughCache", "Registry", "RegistryError", "RetryPolicy", "RouteFinding",
+    "RouteStatus", "SYSTEM_ACTOR", "TableFinding", "Timer", "TimerError", "TimerStatus",
+    "Timers", "Transition", "UnknownEntityKind", "WorkQueue", "Write", "after_commit",
+    "apply_config_file", "apply_config_text", "check_id", "diff_states", "doctor", "hookimpl",
+    "hookspec", "with_entity_remove", "with_entity_write",
 }
 
 

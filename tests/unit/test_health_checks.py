@@ -273,3 +273,22 @@ async def test_http_checks_ignore_proxy_variables_unless_told(
         service = await attach(host, "web", "http", {"url": target.url, "timeout_seconds": 1})
         outcome = await service.run_check("web")
     assert outcome.status == ("unhealthy" if use_env_proxy else "healthy")
+
+
+async def test_a_check_attached_to_no_system_is_not_run(
+    sqlite_url: str, anyio_backend: str,
+) -> None:
+    async with (
+        FlakyTarget([("ok", 1)]) as target,
+        make_host(sqlite_url, scheduler=True, jitter_ratio=0) as host,
+    ):
+        service = health_service(host)
+        await service.upsert_check("web", strategy="http", config={"url": target.url},
+                                   interval_seconds=0.05)
+        await anyio.sleep(0.3)  # six intervals: its timer fires, but nobody would see a run
+        assert target.requests == 0
+        await Catalog(host).upsert_system("api", name="API")
+        await service.associate("api", "web")
+        with anyio.fail_after(5):
+            while target.requests == 0:
+                await anyio.sleep(0.02)

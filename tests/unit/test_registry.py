@@ -61,11 +61,16 @@ def test_payload_default_form_and_single_mapper_rule() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda r: r.define_entity("", state=Counter), "kind must be a non-empty string, received ''"),
+        (lambda r: r.define_entity("", state=Counter), "define_entity: kind '' is empty: expected a name"),
+        (lambda r: r.define_entity("k" * 101, state=Counter), "has 101 characters: expected a name of printable text, 1 to 100"),
+        (lambda r: r.define_entity("a\nb", state=Counter), "non-printable character U+000A at position 1"),
+        (lambda r: r.define_entity(" x", state=Counter), "starts or ends with whitespace"),
         (lambda r: r.define_entity("x", state=dict), "pydantic BaseModel subclass, received <class 'dict'>"),
         (lambda r: r.define_entity("x", state=Counter, read="nope"), "read must be callable"),
-        (lambda r: r.register_change_deriver("", lambda c: []), "register_change_deriver: kind must be"),
-        (lambda r: r.register_change_deriver(None, lambda c: []), "received None"),
+        (lambda r: r.register_change_deriver("", lambda c: []), "register_change_deriver: kind '' is empty"),
+        (lambda r: r.register_change_deriver(None, lambda c: []), "kind None is a NoneType, not text"),
+        (lambda r: r.on_entity_changed("x", lambda c: None, delivery=WorkQueue("g\x00")), "non-printable character"),
+        (lambda r: r.on_timer("t\u200b", lambda t: None), "ZERO WIDTH SPACE"),
         (lambda r: r.on_entity_changed("x", lambda c: None, delivery="queue"), "Broadcast() or WorkQueue"),
         (lambda r: r.declare_non_reactive_state("t", "because", "n"), "raw-sample, sensitive"),
         (lambda r: r.add_job("j", lambda h, s: None), "exactly one of every= and cron="),
@@ -80,7 +85,7 @@ def test_registration_errors_say_what_was_received_and_expected(call, message: s
 
 
 def test_work_queue_needs_a_group() -> None:
-    with pytest.raises(RegistryError, match="group must be a non-empty string, received ''"):
+    with pytest.raises(RegistryError, match="WorkQueue group '' is empty"):
         WorkQueue("")
     with pytest.raises(RegistryError, match="max_retries must be an integer >= 0"):
         WorkQueue("g", max_retries=-1)

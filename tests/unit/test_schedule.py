@@ -70,3 +70,13 @@ def test_a_recurring_timer_keeps_its_cadence_and_skips_missed_slots() -> None:
                     cron=None) == utc(2026, 1, 1, 0, 11)
     assert next_due(due=due, now=due + timedelta(hours=30), every=None, cron="0 0 * * *") == \
         utc(2026, 1, 3)
+
+
+def test_a_job_that_missed_slots_runs_for_the_latest() -> None:
+    from reactive_core._timers.schedule import latest_slot
+
+    due = utc(2026, 1, 1, 0, 0)
+    assert latest_slot(Every(3600), due=due, now=due - timedelta(seconds=1)) == due
+    assert latest_slot(Every(3600), due=due, now=utc(2026, 1, 1, 5, 30)) == utc(2026, 1, 1, 5)
+    assert latest_slot(Cron("0 0 * * *"), due=due, now=utc(2026, 1, 4, 12)) == utc(2026, 1, 4)
+    assert latest_slot(Cron("0 0 * * *"), due=due, now=utc(2026, 1, 1, 0, 0, 5)) == due

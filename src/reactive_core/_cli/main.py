@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .._errors import ConfigError, PluginLoadError, ReactiveCoreError
-from .._host.configfile import apply_config_file
+from .._host.configfile import apply_parsed, parse_config, read_config_file
 from .._host.doctor import doctor
 from .._host.host import Host
 from .._store.database import resolve_database_url
@@ -262,6 +262,15 @@ async def _inspecting(host: Host, *, plugin_tables: bool = False) -> AsyncIterat
 
 # -- commands -------------------------------------------------------------------------
 
+def _new_sqlite_file(url: str) -> Path | None:
+    """The SQLite file `url` names, when it does not exist yet (a command creates it)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
 async def cmd_serve(args: argparse.Namespace, _host: Host) -> int:
     """Run the host until SIGINT or SIGTERM, then stop it within its shutdown deadline."""
     config: dict[str, Any] = {}
@@ -327,12 +336,27 @@ class _ForcedExit:
 
 
 async def cmd_apply(args: argparse.Namespace, _host: Host) -> int:
-    """Apply one config file in one transaction; print what changed."""
-    file = Path(args.file)
-    if not file.is_file():
-        raise ConfigError(f"cannot read config file {str(file)!r}: no such file")
-    async with _make_host(args, {"workers": False}) as host:
-        lines = await apply_config_file(host, file)
+    """Apply one config file in one transaction; print what changed.
+
+    The file is read and validated before the database is touched, and a SQLite file
+    that this apply created is removed again when the apply is refused: a bad file
+    leaves no database behind.
+    """
+    host = _make_host(args, {"workers": False})
+    host.load_plugins()
+    text = read_config_file(args.file, max_bytes=host.config.config_max_bytes)
+    sections = list(host.registry.config_sections.values())
+    parsed = parse_config(text, sections, source=str(args.file),
+                          max_bytes=host.config.config_max_bytes)
+    created = _new_sqlite_file(host.database_url)
+    try:
+        async with host:
+            lines = await host.run(apply_parsed, host, parsed, sections)
+    except BaseException:
+        if created is not None:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{created}{suffix}").unlink(missing_ok=True)
+        raise
     for line in lines:
         print(line)
     if not lines:

@@ -161,7 +161,7 @@ class Dispatcher:
                      f"{delivery.last_error or 'none'}")
             logger.error("work-queue %s delivery %s (%s:%s) dead-lettered: %s", delivery.group,
                          delivery.id, delivery.kind, delivery.entity_id, error)
-            return [Failure(delivery.id, error, None)]
+            return [Failure(delivery.id, error, None, ran=False)]
         if sub is None:
             error_text = (f"LookupError: no handler for kind {delivery.kind!r} in work-queue "
                           f"group {delivery.group!r} on this instance")

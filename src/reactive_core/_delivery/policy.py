@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .._entities.ids import MAX_NAME_LENGTH, id_problem
 from .._errors import RegistryError
 
 
@@ -85,10 +86,11 @@ class WorkQueue:
     timeout_seconds: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.group, str) or not self.group.strip():
+        problem = id_problem(self.group, MAX_NAME_LENGTH)
+        if problem is not None:
             raise RegistryError(
-                f"WorkQueue group must be a non-empty string, received {self.group!r}"
-            )
+                f"WorkQueue group {self.group!r:.80} {problem}: expected a name of printable "
+                f"text, 1 to {MAX_NAME_LENGTH} characters, no surrounding spaces")
         if (isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int)
                 or self.max_retries < 0):
             raise RegistryError(

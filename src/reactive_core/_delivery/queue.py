@@ -101,6 +101,9 @@ class Failure:
     error: str
     backoff: float | None
     """Seconds until the retry; None dead-letters the delivery."""
+    ran: bool = True
+    """False when the handler was not started (its earlier attempts were used up): the
+    claim that found this out does not count as an attempt."""
 
 
 _TYPES: dict[str, Any] = {
@@ -127,6 +130,9 @@ def delivery_row(row: Any) -> DeliveryRow:
 
 
 _KEY_COLUMNS = ("group_name", "kind", "entity_id")
+_CHANGE_ONLY = ("change_id", "prev", "next", "delta", "changed_fields", "actor_type",
+                "actor_id", "reason", "occurred_at")
+"""The columns of a change that its delivery row does not repeat."""
 
 
 class WorkQueueStore:
@@ -158,7 +164,8 @@ class WorkQueueStore:
             f"UPDATE entity_deliveries SET status = '{_DONE}', last_error = NULL, {finished} "
             f"WHERE {b.in_list('id', 'ids')} AND {mine} RETURNING {', '.join(_KEY_COLUMNS)}")
         self._dead = text(
-            f"UPDATE entity_deliveries SET status = '{_DEAD}', last_error = :error, {finished} "
+            f"UPDATE entity_deliveries SET status = '{_DEAD}', last_error = :error, "
+            f"attempts = attempts - :unrun, {finished} "
             f"WHERE id = :id AND {mine} RETURNING {', '.join(_KEY_COLUMNS)}")
         self._retry = text(
             f"UPDATE entity_deliveries SET available_at = {b.later('backoff')}, "
@@ -219,13 +226,21 @@ class WorkQueueStore:
             f"AND available_at <= {b.now} ORDER BY available_at, id LIMIT :limit"
             f"{b.skip_locked}) AS r{i}"
             for i in range(len(routes))]
-        return _typed(
-            f"UPDATE entity_deliveries SET lease_owner = :owner, attempts = attempts + 1, "
-            f"available_at = {b.later('lease')}, lease_expires_at = {b.later('lease')} "
-            f"WHERE id IN (SELECT id FROM ({' UNION ALL '.join(heads)}) AS due "
-            f"ORDER BY available_at, id LIMIT :limit) RETURNING *",
-            "available_at", "lease_expires_at", "created_at", "finished_at", "ready",
-            "attempts")
+        due = (f"(SELECT id FROM ({' UNION ALL '.join(heads)}) AS due "
+               f"ORDER BY available_at, id LIMIT :limit)")
+        lease = (f"UPDATE entity_deliveries SET lease_owner = :owner, attempts = attempts + 1, "
+                 f"available_at = {b.later('lease')}, lease_expires_at = {b.later('lease')}")
+        typed = ("available_at", "lease_expires_at", "created_at", "finished_at", "ready",
+                 "attempts")
+        if b.returning_joins:
+            # One round trip: the claimed rows come back with their changes.
+            delivery = ", ".join(f"entity_deliveries.{c.name}" for c in entity_deliveries.c)
+            change = ", ".join(f"c.{name}" for name in _CHANGE_ONLY)
+            return _typed(
+                f"{lease} FROM entity_changes c WHERE c.seq = entity_deliveries.change_seq "
+                f"AND entity_deliveries.id IN {due} RETURNING {delivery}, c.seq, {change}",
+                *typed, "prev", "next", "delta", "changed_fields", "occurred_at")
+        return _typed(f"{lease} WHERE id IN {due} RETURNING *", *typed)
 
     @lru_cache(maxsize=32)  # noqa: B019
     def _next_due_statement(self, routes: tuple[Route, ...]) -> TextClause:
@@ -257,6 +272,8 @@ class WorkQueueStore:
                       key=lambda r: int(r.id))
         if not rows:
             return []
+        if self._b.returning_joins:
+            return [(delivery_row(r), row_to_change(r)) for r in rows]
         seqs = sorted({int(r.change_seq) for r in rows})
         changes = {int(c.seq): row_to_change(c) for c in tx.execute(
             self._changes, {"seqs": self._b.list_param(seqs)})}
@@ -290,7 +307,8 @@ class WorkQueueStore:
             error = failure.error[:MAX_ERROR_LENGTH]
             if failure.backoff is None:
                 rows = tx.execute(self._dead, {"id": failure.delivery_id, "owner": owner,
-                                               "error": error, **times}).all()
+                                               "error": error, "unrun": int(not failure.ran),
+                                               **times}).all()
                 finished += rows
                 recorded += len(rows)
             else:

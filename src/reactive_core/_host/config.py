@@ -30,7 +30,9 @@ class HostConfig(BaseModel):
     retry_base_seconds: float = Field(1.0, ge=0, description="first retry backoff")
     retry_max_seconds: float = Field(300.0, ge=0, description="backoff ceiling")
     poll_interval: float = Field(1.0, gt=0, description="backstop poll of feed, queue, timers")
-    dispatch_concurrency: int = Field(16, ge=1, description="handlers running at once")
+    dispatch_concurrency: int = Field(
+        64, ge=1, description="work-queue handlers running at once on this instance (also the "
+                              "most one claim round takes)")
     dispatch_batch_delay: float = Field(
         0.01, ge=0, description="seconds a woken dispatcher waits to gather a burst into one round")
     handler_timeout_seconds: float = Field(
@@ -41,6 +43,11 @@ class HostConfig(BaseModel):
     shutdown_timeout_seconds: float = Field(
         30.0, ge=0, description="how long stopping waits for running handlers before it "
                                 "cancels them")
+    busy_timeout_seconds: float = Field(
+        10.0, ge=0, description="SQLite: how long a write waits for another process's lock "
+                                "before it fails with DatabaseBusy")
+    config_max_bytes: int = Field(
+        1024 * 1024, ge=1, description="largest config file `reactive apply` reads, in bytes")
     pool_size: int = Field(
         5, ge=1, description="PostgreSQL connections kept (as many again may overflow)")
     run_jobs: bool = Field(True, description="run scheduled jobs on this instance")

@@ -90,22 +90,128 @@ class ParsedConfig:
         return f"{self.source}:{line}" if line else self.source
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""The default size limit of a config file (`HostConfig.config_max_bytes`)."""
+MAX_CONFIG_NODES = 100_000
+"""The most YAML nodes a config document may expand to, aliases counted each time used."""
+MAX_PROBLEMS = 50
+"""The most problems one error reports (the rest are counted)."""
+
+
+def _shown(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _explain(err: Any) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown field (not expected here; check the spelling)"
-    return f"{err['msg']} (received {err.get('input')!r})"
+    return f"{err['msg']} (received {_shown(err.get('input'))})"
 
 
-def parse_config(text: str, sections: Sequence[ConfigSection], *, source: str) -> ParsedConfig:
-    """Parse and validate a config document, or raise `ConfigError` naming file and line."""
+def _loader() -> type[Any]:
+    # libyaml's parser where it is built in: several times faster on big files.
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    """Refuse duplicate mapping keys (naming both lines), recursive aliases, and documents
+    whose aliases expand to more than `MAX_CONFIG_NODES` nodes (an "alias bomb")."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in active:
+            raise ConfigError(f"{source}:{node.start_mark.line + 1}: a YAML alias refers to "
+                              "a node that contains it: expected no recursive aliases")
+        active.add(id(node))
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    line = key.start_mark.line + 1
+                    if key.value in seen:
+                        raise ConfigError(
+                            f"{source}:{line}: key {_shown(key.value)} is given twice in "
+                            f"one mapping (first at line {seen[key.value]}): expected each "
+                            f"key once")
+                    seen[key.value] = line
+                total += size(key) + size(value)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+        active.discard(id(node))
+        if total > MAX_CONFIG_NODES:
+            raise ConfigError(f"{source}: the document expands to more than "
+                              f"{MAX_CONFIG_NODES:,} YAML nodes (aliases count each time they "
+                              f"are used): expected a smaller document")
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+
+
+def load_yaml(text: str, *, source: str) -> tuple[yaml.Node | None, Any]:
+    """Parse `text` once: its node tree (for line numbers) and its data, or `ConfigError`."""
+    loader = _loader()(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_nodes(root, source)
+        return root, loader.construct_document(root)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: not valid YAML: {problem}") from exc
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+def read_config_file(path: str | Path, *, max_bytes: int = MAX_CONFIG_BYTES) -> str:
+    """The text of config file `path`: refused when missing, too big or not UTF-8."""
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+        if size > max_bytes:
+            raise ConfigError(f"config file {str(file)!r} has {size:,} bytes: expected at most "
+                              f"{max_bytes:,} (host config config_max_bytes)")
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(file)!r}: "
+                          f"{exc.strerror or exc}") from None
+    return decode_config(raw, source=str(file), max_bytes=max_bytes)
+
+
+def decode_config(raw: bytes, *, source: str, max_bytes: int = MAX_CONFIG_BYTES) -> str:
+    """`raw` as UTF-8 text, or a `ConfigError` saying where it is not."""
+    if len(raw) > max_bytes:
+        raise ConfigError(f"{source} has {len(raw):,} bytes: expected at most {max_bytes:,} "
+                          f"(host config config_max_bytes)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{source}:{line}: byte 0x{raw[exc.start]:02x} at offset "
+                          f"{exc.start} is not UTF-8: expected a UTF-8 text file") from None
+
+
+def parse_config(text: str, sections: Sequence[ConfigSection], *, source: str,
+                 max_bytes: int = MAX_CONFIG_BYTES) -> ParsedConfig:
+    """Parse and validate a config document, or raise `ConfigError` naming file and line.
+
+    Every bad item of every section is reported (up to `MAX_PROBLEMS`), not only the
+    first; nothing is applied unless all are good.
+    """
+    if len(text.encode("utf-8", errors="replace")) > max_bytes:
+        raise ConfigError(f"{source} is larger than {max_bytes:,} bytes (host config "
+                          f"config_max_bytes): expected a smaller document")
+    root, data = load_yaml(text, source=source)
     parsed = ParsedConfig(source=source, items={}, root=root)
     if data is None:
         return parsed
@@ -116,41 +222,47 @@ def parse_config(text: str, sections: Sequence[ConfigSection], *, source: str) -
             f"{parsed.where()}: expected a mapping of sections ({known}), "
             f"received {type(data).__name__}"
         )
+    problems: list[str] = []
     for key, value in data.items():
         section = by_key.get(str(key))
         if section is None:
-            raise ConfigError(
-                f"{parsed.where(key)}: unknown section {key!r}: expected one of {known}")
+            problems.append(f"{parsed.where(key)}: unknown section {_shown(key)}: expected one "
+                            f"of {known}")
+            continue
         if value is None:
             value = []
         if not isinstance(value, list):
-            raise ConfigError(
-                f"{parsed.where(key)}: section {key!r} must be a list of items, "
-                f"received {type(value).__name__}"
-            )
+            problems.append(f"{parsed.where(key)}: section {key!r} must be a list of items, "
+                            f"received {type(value).__name__}")
+            continue
         models: list[BaseModel] = []
         seen: dict[tuple[Any, ...], int] = {}
         for index, item in enumerate(value):
             try:
-                models.append(section.model.model_validate(item))
+                model = section.model.model_validate(item)
             except ValidationError as exc:
-                problems = [
+                problems += [
                     f"{parsed.where(key, index, *err['loc'])}: {key}[{index}]."
                     f"{'.'.join(str(p) for p in err['loc']) or '<item>'}: {_explain(err)}"
                     for err in exc.errors()
                 ]
-                raise ConfigError("\n".join(problems)) from exc
+                continue
+            models.append(model)
             if section.identity:
-                ident = tuple(getattr(models[-1], name) for name in section.identity)
+                ident = tuple(getattr(model, name) for name in section.identity)
                 if ident in seen:
                     shown = ", ".join(
                         f"{n} {v!r}" for n, v in zip(section.identity, ident, strict=True))
-                    raise ConfigError(
+                    problems.append(
                         f"{parsed.where(key, index, section.identity[-1])}: {key}[{index}] "
                         f"({shown}) is already declared by {key}[{seen[ident]}]: expected "
                         f"each item once")
                 seen[ident] = index
         parsed.items[str(key)] = models
+    if problems:
+        more = len(problems) - MAX_PROBLEMS
+        shown_problems = problems[:MAX_PROBLEMS] + ([f"... and {more} more"] if more > 0 else [])
+        raise ConfigError("\n".join(shown_problems))
     return parsed
 
 
@@ -172,16 +284,12 @@ def apply_parsed(tx: Connection, host: Host, parsed: ParsedConfig,
 
 async def apply_config_file(host: Host, path: str | Path) -> list[str]:
     """Validate and apply a config file in one transaction; returns what changed."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(file)!r}: {exc.strerror}") from exc
-    return await apply_config_text(host, text, source=str(file))
+    text = read_config_file(path, max_bytes=host.config.config_max_bytes)
+    return await apply_config_text(host, text, source=str(path))
 
 
 async def apply_config_text(host: Host, text: str, *, source: str = "<config>") -> list[str]:
     """Validate and apply a config document in one transaction; returns what changed."""
     sections = list(host.registry.config_sections.values())
-    parsed = parse_config(text, sections, source=source)
+    parsed = parse_config(text, sections, source=source, max_bytes=host.config.config_max_bytes)
     return await host.run(apply_parsed, host, parsed, sections)

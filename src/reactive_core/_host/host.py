@@ -22,7 +22,7 @@ from sqlalchemy import inspect as sa_inspect
 from .._clock import Clock, utcnow
 from .._delivery.dispatcher import Dispatcher, DispatchSettings
 from .._delivery.feed import BroadcastFeed
-from .._delivery.policy import DeliveryStatus, RetryPolicy
+from .._delivery.policy import DeliveryStatus
 from .._delivery.queue import DeliveryRow, QueueStatus, WorkQueueStore
 from .._entities.changes import EntityChange
 from .._entities.handle import EntityHandle
@@ -33,7 +33,7 @@ from .._store.backend import lock_key
 from .._store.database import Database
 from .._store.migrate import CORE_HISTORY, require_current, upgrade_in
 from .._supervise import run_supervised
-from .._timers.jobs import arm_jobs_in, job_handler, job_topic
+from .._timers.jobs import JOB_RETRY, arm_jobs_in, job_handler, job_topic
 from .._timers.runner import TimerRunner
 from .._timers.timers import Timers, TimerStore
 from .config import HostConfig
@@ -68,7 +68,8 @@ class Host:
         self.clock: Clock = clock or utcnow
         self._plugins = list(plugins)
         self._entry_points = entry_points
-        self._db = db = Database(database_url, pool_size=self.config.pool_size)
+        self._db = db = Database(database_url, pool_size=self.config.pool_size,
+                                 busy_timeout=self.config.busy_timeout_seconds)
         backend = db.backend
         self.registry = Registry()
         self.pm: pluggy.PluginManager | None = None
@@ -168,7 +169,7 @@ class Host:
             for job in self.registry.jobs.values():
                 self.registry.on_timer(job_topic(job.name), job_handler(job, self),
                                        concurrency=1, lease_seconds=self.config.lease_seconds,
-                                       retry=RetryPolicy(max_retries=0))
+                                       retry=JOB_RETRY)
 
     @property
     def plugin_names(self) -> list[str]:

@@ -16,6 +16,7 @@ from sqlalchemy import MetaData
 
 from .._delivery.policy import Broadcast, Delivery, RetryPolicy, WorkQueue
 from .._entities.changes import EntityChange
+from .._entities.ids import MAX_NAME_LENGTH, id_problem
 from .._errors import DuplicateRegistration, RegistryError, UnknownEntityKind
 from .._store.migrate import CORE_COMPONENT, History, HistoryError, resolve_location
 from .._store.schema import CORE_TABLES
@@ -90,9 +91,11 @@ class _Derivation:
 
 
 def _check_kind(kind: object, what: str) -> str:
-    if not isinstance(kind, str) or not kind.strip():
-        raise RegistryError(f"{what}: kind must be a non-empty string, received {kind!r}")
-    return kind
+    problem = id_problem(kind, MAX_NAME_LENGTH)
+    if problem is not None:
+        raise RegistryError(f"{what}: kind {kind!r:.80} {problem}: expected a name of printable "
+                            f"text, 1 to {MAX_NAME_LENGTH} characters, no surrounding spaces")
+    return kind  # type: ignore[return-value]
 
 
 class Registry:
@@ -316,8 +319,9 @@ class Registry:
         `retry` (default: 3 retries); `timeout_seconds` bounds one firing. Arm timers with
         `host.timers.schedule(topic, key, ...)`.
         """
-        if not isinstance(topic, str) or not topic.strip():
-            raise RegistryError(f"on_timer: topic must be a non-empty string, received {topic!r}")
+        if (problem := id_problem(topic, MAX_NAME_LENGTH)) is not None:
+            raise RegistryError(f"on_timer: topic {topic!r:.80} {problem}: expected a name of "
+                                f"printable text, 1 to {MAX_NAME_LENGTH} characters")
         if not callable(handler):
             raise RegistryError(f"on_timer({topic!r}): handler must be an async callable, "
                                 f"received {handler!r}")

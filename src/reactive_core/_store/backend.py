@@ -60,6 +60,8 @@ class Backend(ABC):
     """SQL for "now" by the clock instances must agree on (in `text()` statements)."""
     row_locks: bool
     """Whether concurrent transactions exist that rows must be locked against."""
+    returning_joins: bool
+    """Whether `UPDATE ... FROM other RETURNING` may return the other table's columns."""
     share_lock: str
     """Appended to a SELECT whose rows must not change until the transaction ends."""
     skip_locked: str
@@ -155,6 +157,7 @@ class SqliteBackend(Backend):
     now = ":now"
     skip_locked = ""
     row_locks = False
+    returning_joins = False
     share_lock = ""
 
     def later(self, seconds_param: str) -> str:
@@ -236,6 +239,7 @@ class PostgresBackend(Backend):
     now = "now()"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     row_locks = True
+    returning_joins = True
     share_lock = " FOR SHARE"
 
     def later(self, seconds_param: str) -> str:

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,9 +27,10 @@ import anyio.to_thread
 import sniffio
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from .._errors import ConfigError
+from .._errors import ConfigError, DatabaseBusy
 from .backend import Backend, Dialect, backend_for
 
 logger = logging.getLogger("reactive_core.db")
@@ -73,7 +75,9 @@ class _Job:
 class Database:
     """Runs units of work against SQLite (embedded) or PostgreSQL (cluster)."""
 
-    def __init__(self, url: str | None = None, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str | None = None, *, pool_size: int = 10, echo: bool = False,
+                 busy_timeout: float = 10.0) -> None:
+        self._busy_timeout_ms = max(int(busy_timeout * 1000), 0)
         self.url = resolve_database_url(url)
         try:
             parsed = make_url(self.url)
@@ -108,7 +112,9 @@ class Database:
             self._limiter = anyio.CapacityLimiter(8)
         else:
             self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                # No ping per checkout (a round trip per unit of work): a unit that hits a
+                # connection the server dropped is run again on a fresh one (see _run_pg).
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False,
                 echo=echo,
             )
             self.read_engine = self.engine
@@ -130,7 +136,7 @@ class Database:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
@@ -157,18 +163,33 @@ class Database:
     # -- units of work --------------------------------------------------------------
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run the write unit of work `fn(tx, *args)` in one transaction, off the event loop."""
-        if self.dialect == "postgresql":
-            result, callbacks = await anyio.to_thread.run_sync(
-                self._run_pg, fn, args, limiter=self._limiter
-            )
-            _run_callbacks(callbacks)
-            return result
-        return await self._run_grouped(fn, args)
+        """Run the write unit of work `fn(tx, *args)` in one transaction, off the event loop.
+
+        A SQLite database another writer keeps locked past the busy timeout raises
+        `DatabaseBusy` (nothing was written; retry later).
+        """
+        try:
+            if self.dialect == "postgresql":
+                result, callbacks = await anyio.to_thread.run_sync(
+                    self._run_pg, fn, args, limiter=self._limiter
+                )
+                _run_callbacks(callbacks)
+                return result
+            return await self._run_grouped(fn, args)
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            if _locked(exc):
+                raise DatabaseBusy(_BUSY) from exc
+            raise
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run the read-only unit of work `fn(tx, *args)`; may run beside other readers."""
-        return await anyio.to_thread.run_sync(self._run_read, fn, args, limiter=self._limiter)
+        try:
+            return await anyio.to_thread.run_sync(self._run_read, fn, args,
+                                                  limiter=self._limiter)
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            if _locked(exc):
+                raise DatabaseBusy(_BUSY) from exc
+            raise
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a write unit of work on the calling thread (CLI and scripts, not the loop)."""
@@ -186,20 +207,39 @@ class Database:
     def _run_pg(
         self, fn: Callable[..., T], args: tuple[Any, ...]
     ) -> tuple[T, list[Callable[[], None]]]:
-        with self.engine.connect() as conn:
-            conn.info.pop(_AFTER_COMMIT, None)
-            try:
-                with conn.begin():
-                    result = fn(conn, *args)
-            except BaseException:
+        for attempt in (1, 2):
+            with self.engine.connect() as conn:
                 conn.info.pop(_AFTER_COMMIT, None)
-                raise
-            return result, _take_after_commit(conn)
+                ran = False
+                try:
+                    with conn.begin():
+                        result = fn(conn, *args)
+                        ran = True
+                except DBAPIError as exc:
+                    conn.info.pop(_AFTER_COMMIT, None)
+                    if exc.connection_invalidated and attempt == 1 and not ran:
+                        # The server dropped the connection before the commit was asked
+                        # for, so nothing committed (and SQLAlchemy has discarded the
+                        # pool's old connections): run the unit again on a fresh one.
+                        continue
+                    raise
+                except BaseException:
+                    conn.info.pop(_AFTER_COMMIT, None)
+                    raise
+                return result, _take_after_commit(conn)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        with self.read_engine.connect() as conn:
-            with conn.begin():
-                return fn(conn, *args)
+        for attempt in (1, 2):
+            with self.read_engine.connect() as conn:
+                try:
+                    with conn.begin():
+                        return fn(conn, *args)
+                except DBAPIError as exc:
+                    if exc.connection_invalidated and attempt == 1:
+                        continue
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _run_grouped(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         job = _Job(fn, args)
@@ -318,6 +358,16 @@ class Database:
                 self.read_engine.dispose()
 
         await anyio.to_thread.run_sync(close_all)
+
+
+_BUSY = ("the database stayed locked by another writer longer than the busy timeout: "
+         "nothing was written; retry, and look for a long transaction in another process")
+
+
+def _locked(exc: Exception) -> bool:
+    """True for SQLite's "database is locked" (the busy timeout ran out)."""
+    text = str(getattr(exc, "orig", None) or exc)
+    return "database is locked" in text or "database is busy" in text
 
 
 def _resolve(finished: asyncio.Future[None]) -> None:

@@ -3,9 +3,11 @@
 `registry.add_job(name, fn, every=... | cron=...)` becomes the timer `("job:<name>",
 "schedule")`, armed by every instance that runs jobs (re-armed only when the schedule
 changed, so restarts keep the pending deadline). The timer fires once per cluster per
-slot; a slot missed while no instance ran fires at once on the next start, then the
-job continues at its next slot. A job that raises is logged and recorded on the timer
-(`last_error`); the next slot runs as usual.
+slot; when slots were missed while no instance ran, the job runs once, at once, for
+the latest of them, then continues at its next slot. A job that raises, or that a
+crash or a stop cut short, runs once more for its slot (after a short backoff); if
+that fails too, the failure is recorded on the timer (`last_error`) and the next slot
+runs as usual.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from .schedule import Cron, Every, Schedule
+from .._delivery.policy import RetryPolicy
+from .schedule import Cron, Every, Schedule, latest_slot
 from .timers import Timer, Timers
 
 if TYPE_CHECKING:
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("reactive_core.jobs")
 
 JOB_KEY = "schedule"
+JOB_RETRY = RetryPolicy(max_retries=1, base_seconds=5.0, max_seconds=60.0)
+"""A job cut short or raising runs once more for its slot."""
 JobFn = Callable[["Host", datetime], Awaitable[None]]
 
 
@@ -67,10 +72,10 @@ def arm_jobs_in(tx: Connection, timers: Timers, jobs: list[Job], now: datetime) 
 
 
 def job_handler(job: Job, host: Host) -> Callable[[Timer], Awaitable[None]]:
-    """The timer handler that runs `job` for the slot its timer fired for."""
+    """The timer handler that runs `job` for the latest slot due when its timer fired."""
 
     async def run_job(timer: Timer) -> None:
-        await job.fn(host, timer.due_at)
+        await job.fn(host, latest_slot(job.schedule, due=timer.due_at, now=host.clock()))
 
     run_job.__qualname__ = f"job {job.name}"
     return run_job

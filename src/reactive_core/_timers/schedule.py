@@ -77,6 +77,11 @@ class Cron:
         """The first firing time strictly after `t`."""
         return next(CronSim(self._expanded, _aware(t, "t"))).astimezone(UTC)
 
+    def latest_until(self, t: datetime) -> datetime:
+        """The last firing time at or before `t`."""
+        after = _aware(t, "t") + timedelta(microseconds=1)
+        return next(CronSim(self._expanded, after, reverse=True)).astimezone(UTC)
+
 
 Schedule = Every | Cron
 
@@ -91,6 +96,19 @@ def parse_schedule(*, every: float | timedelta | None = None,
         return Cron(cron)
     seconds = every.total_seconds() if isinstance(every, timedelta) else every
     return Every(seconds)  # type: ignore[arg-type]
+
+
+def latest_slot(schedule: Schedule, *, due: datetime, now: datetime) -> datetime:
+    """The most recent slot of `schedule` that is due at `now`, and not before `due`.
+
+    What a job missed while no instance ran is run for: once, for the latest slot.
+    """
+    if now <= due:
+        return due
+    if isinstance(schedule, Every):
+        missed = math.floor((now - due).total_seconds() / schedule.seconds)
+        return due + timedelta(seconds=missed * schedule.seconds)
+    return max(due, schedule.latest_until(now))
 
 
 def next_due(*, due: datetime, now: datetime, every: float | None,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, and_, delete, select, text, update
 
 from .._clock import Clock, as_utc, as_utc_or_none
+from .._entities.ids import MAX_ID_LENGTH, MAX_NAME_LENGTH, id_problem
 from .._errors import ReactiveCoreError
 from .._store.backend import Backend
 from .._store.database import after_commit
@@ -34,7 +35,7 @@ from .schedule import MIN_INTERVAL_SECONDS, Cron, next_due
 if TYPE_CHECKING:
     from .._store.database import Database
 
-MAX_KEY_LENGTH = 500
+MAX_KEY_LENGTH = MAX_ID_LENGTH
 
 
 class TimerError(ReactiveCoreError, ValueError):
@@ -119,11 +120,13 @@ class Timers:
         seconds from now; the next cron match). `payload` is any JSON value; the handler
         receives it back.
         """
-        if not isinstance(topic, str) or not topic.strip():
-            raise TimerError(f"timer topic must be a non-empty string, received {topic!r}")
-        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
-            raise TimerError(f"timer key must be a non-empty string of at most "
-                             f"{MAX_KEY_LENGTH} characters, received {key!r}")
+        if (problem := id_problem(topic, MAX_NAME_LENGTH)) is not None:
+            raise TimerError(f"timer topic {topic!r:.80} {problem}: expected a name of "
+                             f"printable text, 1 to {MAX_NAME_LENGTH} characters")
+        if (problem := id_problem(key, MAX_KEY_LENGTH)) is not None:
+            raise TimerError(f"timer key {key!r:.80} {problem}: expected printable text of "
+                             f"1 to {MAX_KEY_LENGTH} characters without surrounding whitespace "
+                             f"or control characters")
         if at is not None and after is not None:
             raise TimerError(f"timer {topic}:{key}: expected at= or after=, not both")
         every_seconds = None if every is None else _seconds(
