@@ -55,7 +55,6 @@ from sqlalchemy.engine import make_url
 
 from reactive_core import EntityChange, Host, WorkQueue, hookimpl
 from reactive_core._store.schema import entity_changes
-from reactive_core._store.schema import metadata as core_metadata
 
 KIND = "bench"
 GROUP = "bench"
@@ -180,8 +179,8 @@ _SQ_INSERT_TRANSITION = (
     "to_value, transitioned_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _SQ_INSERT_DELIVERY = (
-    "INSERT INTO entity_deliveries (change_seq, group_name, kind, entity_id, status, "
-    "attempts, available_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)"
+    "INSERT INTO entity_deliveries (change_seq, group_name, kind, entity_id, status, ready, "
+    "attempts, available_at, created_at) VALUES (?, ?, ?, ?, 'pending', 1, 0, ?, ?)"
 )
 
 
@@ -243,8 +242,8 @@ _PG_INSERT_TRANSITION = (
     "to_value, transitioned_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
 _PG_INSERT_DELIVERY = (
-    "INSERT INTO entity_deliveries (change_seq, group_name, kind, entity_id, status, "
-    "attempts, available_at, created_at) VALUES (%s, %s, %s, %s, 'pending', 0, %s, %s)"
+    "INSERT INTO entity_deliveries (change_seq, group_name, kind, entity_id, status, ready, "
+    "attempts, available_at, created_at) VALUES (%s, %s, %s, %s, 'pending', TRUE, 0, %s, %s)"
 )
 _PG_NOTIFY = "SELECT pg_notify('reactive_changes', '')"
 
@@ -309,12 +308,12 @@ def _time_loop(
 # -- through the Host -------------------------------------------------------------------
 
 async def _count_pending(host: Host) -> int:
-    return int(await host.db.read(lambda tx: tx.execute(
+    return int(await host.read(lambda tx: tx.execute(
         text("SELECT count(*) FROM entity_deliveries WHERE status = 'pending'")).scalar_one()))
 
 
 async def _count_changes(host: Host) -> int:
-    return int(await host.db.read(
+    return int(await host.read(
         lambda tx: tx.execute(select(func.count()).select_from(entity_changes)).scalar_one()
     ))
 
@@ -397,7 +396,7 @@ async def run_ours(
 # -- databases --------------------------------------------------------------------------
 
 _TABLES = ("entity_state", "entity_changes", "entity_transitions", "entity_deliveries",
-           "job_runs")
+           "reactive_timers")
 
 
 def empty_tables(sa_url: str) -> None:
@@ -429,15 +428,14 @@ def _has_sqlite_sequence(conn: Any) -> bool:
 
 
 def create_schema(sa_url: str) -> None:
-    engine = create_engine(sa_url)
-    try:
-        if engine.dialect.name == "sqlite":
-            with engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-        with engine.begin() as conn:
-            core_metadata.create_all(conn)
-    finally:
-        engine.dispose()
+    """The schema as a host sets it up (its migrations), on an empty database."""
+
+    async def start() -> None:
+        async with Host(database_url=sa_url, plugins=[BenchPlugin()], entry_points=False,
+                        config={"workers": False}):
+            pass
+
+    anyio.run(start)
 
 
 def pg_reachable(admin_url: str) -> tuple[bool, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -169,3 +170,29 @@ async def test_the_host_goes_on_when_its_database_connections_are_killed(pg_url:
             await anyio.sleep(0.2)
         await host.drain(timeout=30)
     assert sorted(broadcast) == sorted(written) == sorted(queued)
+
+
+async def test_a_unit_of_work_rolled_back_by_a_deadlock_runs_again(pg_url: str) -> None:
+    runs: Counter[str] = Counter()
+
+    def unit(tx: Any, name: str, first: str, second: str) -> str:
+        runs[name] += 1
+        host.lock_in(tx, "test", first)
+        time.sleep(0.3)  # both hold their first lock before either asks for its second
+        host.lock_in(tx, "test", second)
+        tx.execute(text("INSERT INTO entity_state (kind, entity_id, state, updated_at) "
+                        "VALUES ('item', :id, '{\"n\": 1}', now())"), {"id": name})
+        return name
+
+    async with make_host(pg_url) as host:
+        async with anyio.create_task_group() as tg:
+            results: list[str] = []
+
+            async def run(name: str, first: str, second: str) -> None:
+                results.append(await host.run(unit, name, first, second))
+
+            tg.start_soon(run, "a", "x", "y")
+            tg.start_soon(run, "b", "y", "x")
+        assert sorted(results) == ["a", "b"]
+        assert sorted(await host.entity(KIND).ids()) == ["a", "b"]  # each written once
+    assert sorted(runs.values()) == [1, 2]  # the deadlock's victim ran again

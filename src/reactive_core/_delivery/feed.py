@@ -88,6 +88,10 @@ class BroadcastFeed:
         self._started += 1
         generation = self._started
         try:
+            if not self._registry.has_broadcast:
+                # Nobody here listens: move to the head without reading the changes.
+                self._position = await self._db.read(self._db.backend.feed_start)
+                return
             while True:
                 position, changes = await self._db.read(self._read, self._position)
                 for change in changes:

@@ -34,8 +34,8 @@ from sqlalchemy import JSON, Boolean, Connection, DateTime, Integer, func, selec
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import TextualSelect
 
-from .._clock import Clock, as_utc, as_utc_or_none
-from .._entities.changes import EntityChange, row_to_change
+from .._clock import Clock, as_utc
+from .._entities.changes import EntityChange, row_to_change, stored_time
 from .._errors import DeliveryNotFound
 from .._store.backend import Backend, lock_key
 from .._store.schema import entity_changes, entity_deliveries, work_queue_routes
@@ -118,14 +118,18 @@ def _typed(sql: str, *names: str) -> TextualSelect:
     return text(sql).columns(**{name: _TYPES[name] for name in names})
 
 
+def _time(value: Any) -> datetime | None:
+    return None if value is None else stored_time(value)
+
+
 def delivery_row(row: Any) -> DeliveryRow:
-    """An `entity_deliveries` row as a `DeliveryRow`."""
+    """An `entity_deliveries` row as a `DeliveryRow` (typed, or raw as the driver gives it)."""
     return DeliveryRow(
         id=int(row.id), change_seq=int(row.change_seq), group=row.group_name, kind=row.kind,
         entity_id=row.entity_id, status=DeliveryStatus(row.status), attempts=int(row.attempts),
-        available_at=as_utc_or_none(row.available_at), lease_owner=row.lease_owner,
-        lease_expires_at=as_utc_or_none(row.lease_expires_at), last_error=row.last_error,
-        created_at=as_utc_or_none(row.created_at), finished_at=as_utc_or_none(row.finished_at),
+        available_at=_time(row.available_at), lease_owner=row.lease_owner,
+        lease_expires_at=_time(row.lease_expires_at), last_error=row.last_error,
+        created_at=_time(row.created_at), finished_at=_time(row.finished_at),
     )
 
 
@@ -184,9 +188,8 @@ class WorkQueueStore:
             f"lease_expires_at = NULL WHERE {mine}")
         change_columns = ", ".join(
             c.name for c in entity_changes.c if c.name not in ("txid",))
-        self._changes = _typed(
-            f"SELECT {change_columns} FROM entity_changes WHERE {b.in_list('seq', 'seqs')}",
-            "prev", "next", "delta", "changed_fields", "occurred_at")
+        self._changes = text(
+            f"SELECT {change_columns} FROM entity_changes WHERE {b.in_list('seq', 'seqs')}")
 
     # -- enqueue (the write path) -------------------------------------------------------
 
@@ -218,7 +221,7 @@ class WorkQueueStore:
     # -- the dispatcher ---------------------------------------------------------------
 
     @lru_cache(maxsize=32)  # noqa: B019 - one store per host, a handful of route sets
-    def _claim_statement(self, routes: tuple[Route, ...]) -> TextualSelect:
+    def _claim_statement(self, routes: tuple[Route, ...]) -> TextClause:
         b = self._b
         heads = [
             f"SELECT id, available_at FROM (SELECT id, available_at FROM entity_deliveries "
@@ -230,17 +233,16 @@ class WorkQueueStore:
                f"ORDER BY available_at, id LIMIT :limit)")
         lease = (f"UPDATE entity_deliveries SET lease_owner = :owner, attempts = attempts + 1, "
                  f"available_at = {b.later('lease')}, lease_expires_at = {b.later('lease')}")
-        typed = ("available_at", "lease_expires_at", "created_at", "finished_at", "ready",
-                 "attempts")
+        # Untyped on purpose: rows are parsed by delivery_row / row_to_change, faster than
+        # SQLAlchemy's result processors on this hot path.
+        delivery = ", ".join(f"entity_deliveries.{c.name}" for c in entity_deliveries.c)
         if b.returning_joins:
             # One round trip: the claimed rows come back with their changes.
-            delivery = ", ".join(f"entity_deliveries.{c.name}" for c in entity_deliveries.c)
             change = ", ".join(f"c.{name}" for name in _CHANGE_ONLY)
-            return _typed(
+            return text(
                 f"{lease} FROM entity_changes c WHERE c.seq = entity_deliveries.change_seq "
-                f"AND entity_deliveries.id IN {due} RETURNING {delivery}, c.seq, {change}",
-                *typed, "prev", "next", "delta", "changed_fields", "occurred_at")
-        return _typed(f"{lease} WHERE id IN {due} RETURNING *", *typed)
+                f"AND entity_deliveries.id IN {due} RETURNING {delivery}, c.seq, {change}")
+        return text(f"{lease} WHERE id IN {due} RETURNING {delivery}")
 
     @lru_cache(maxsize=32)  # noqa: B019
     def _next_due_statement(self, routes: tuple[Route, ...]) -> TextClause:

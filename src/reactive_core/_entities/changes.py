@@ -114,12 +114,23 @@ def diff_states(
     return delta, tuple(changed)
 
 
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def stored_time(value: Any) -> datetime:
+    """A timestamp as a driver returns it untyped (SQLite: text) as aware UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return as_utc(value)
+
+
 def row_to_change(row: Any) -> EntityChange:
-    """An `entity_changes` row as an `EntityChange`."""
+    """An `entity_changes` row as an `EntityChange` (typed, or raw as the driver gives it)."""
     return EntityChange(
         change_id=row.change_id, seq=int(row.seq), kind=row.kind, id=row.entity_id,
-        prev=row.prev, next=row.next, delta=row.delta or {},
-        changed_fields=tuple(row.changed_fields or ()),
-        actor=Actor(row.actor_type, row.actor_id), occurred_at=as_utc(row.occurred_at),
+        prev=_json(row.prev), next=_json(row.next), delta=_json(row.delta) or {},
+        changed_fields=tuple(_json(row.changed_fields) or ()),
+        actor=Actor(row.actor_type, row.actor_id), occurred_at=stored_time(row.occurred_at),
         reason=row.reason,
     )

@@ -77,8 +77,10 @@ def _non_finite(value: Any, path: str) -> str | None:
     return None
 
 
-def storable_json(kind: EntityKind, entity_id: str, state: BaseModel) -> dict[str, Any]:
-    """The JSON form of a next state, refused unless reading it back gives the same state.
+def storable_json(kind: EntityKind, entity_id: str,
+                  state: BaseModel) -> tuple[dict[str, Any], str]:
+    """The JSON form of a next state (and its text), refused unless reading it back gives
+    the same state.
 
     JSON has no NaN or infinity, no sets, no non-text keys, no bytes: a value that would
     come back different from a later read (a set as a list, keys 1 and "1" merged, NaN
@@ -103,7 +105,7 @@ def storable_json(kind: EntityKind, entity_id: str, state: BaseModel) -> dict[st
     else:
         failure = None
     if again is not None and again == state:
-        return data
+        return data, text
     for name in type(state).model_fields:
         value = getattr(state, name)
         where = _non_finite(value, name)

@@ -109,13 +109,15 @@ class WritePath:
     def _cursor(tx: Connection) -> Any:
         return tx.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
-    def _load_state(self, cur: Any, kind: str, entity_id: str) -> Any:
+    def _load_state(self, cur: Any, kind: str, entity_id: str) -> tuple[Any, str | None]:
+        """The stored state (JSON form) and, where the driver hands it over as text, that
+        text (so the change row reuses it instead of encoding it again)."""
         cur.execute(self._select_state, (kind, entity_id))
         row = cur.fetchone()
         if row is None:
-            return None
+            return None, None
         state = row[0]
-        return json.loads(state) if isinstance(state, str) else state
+        return (json.loads(state), state) if isinstance(state, str) else (state, None)
 
     def lock(self, tx: Connection, kind: str, entity_id: str) -> None:
         """The entity's write lock inside `tx` (held until `tx` ends)."""
@@ -140,8 +142,9 @@ class WritePath:
         cur = self._cursor(tx)
         b.lock_on_cursor(cur, lock_key(kind.kind, entity_id))
         stored: dict[str, Any] | None = None
+        stored_text: str | None = None
         if kind.read is None:
-            stored = self._load_state(cur, kind.kind, entity_id)
+            stored, stored_text = self._load_state(cur, kind.kind, entity_id)
             prev = (None if stored is None
                     else validate_state(kind, entity_id, stored, "stored state"))
         else:
@@ -168,7 +171,8 @@ class WritePath:
             nxt = validate_state(kind, entity_id, raw, "next state")
         # What was stored is already the JSON form of prev (it was written from one).
         prev_json = stored if kind.read is None else state_json(prev)
-        next_json = None if nxt is None else storable_json(kind, entity_id, nxt)
+        next_json, next_text = (None, None) if nxt is None else storable_json(
+            kind, entity_id, nxt)
         if prev_json is None and next_json is None:
             return Write(prev=None, next=None, change=None)
         if remove:
@@ -184,15 +188,14 @@ class WritePath:
             if next_json is None:
                 cur.execute(self._delete_state, (kind.kind, entity_id))
             elif prev_json is not None:
-                cur.execute(self._update_state, (dumps(next_json), now, kind.kind, entity_id))
+                cur.execute(self._update_state, (next_text, now, kind.kind, entity_id))
             else:
-                cur.execute(self._insert_state, (kind.kind, entity_id, dumps(next_json), now))
+                cur.execute(self._insert_state, (kind.kind, entity_id, next_text, now))
         change_id = str(uuid.uuid4())
         cur.execute(self._insert_change, (
             change_id, kind.kind, entity_id,
-            None if prev_json is None else dumps(prev_json),
-            None if next_json is None else dumps(next_json),
-            dumps(delta), dumps(list(changed)), actor.type, actor.id, reason, now))
+            None if prev_json is None else (stored_text or dumps(prev_json)),
+            next_text, dumps(delta), dumps(list(changed)), actor.type, actor.id, reason, now))
         seq = b.inserted_seq(cur)
         if changed:
             before = prev_json or {}

@@ -49,7 +49,8 @@ class HostConfig(BaseModel):
     config_max_bytes: int = Field(
         1024 * 1024, ge=1, description="largest config file `reactive apply` reads, in bytes")
     pool_size: int = Field(
-        5, ge=1, description="PostgreSQL connections kept (as many again may overflow)")
+        10, ge=1, description="PostgreSQL connections kept; at most this many units of work "
+                              "run at once")
     run_jobs: bool = Field(True, description="run scheduled jobs on this instance")
     workers: bool = Field(
         True, description="run the broadcast feed, the work-queue dispatcher, timers and jobs "

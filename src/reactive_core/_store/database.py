@@ -70,13 +70,32 @@ class _Job:
     result: Any = None
     error: BaseException | None = None
     callbacks: list[Callable[[], None]] = field(default_factory=list)
+    retry: bool = False  # rolled back by a deadlock or a dropped connection: run again
+    attempts: int = 0
+
+
+class _Lane:
+    """One writer: its connection, the units waiting for it, and the thread running them.
+
+    Whichever caller finds the lane idle leads it: it commits batches — everything
+    queued meanwhile, up to `_MAX_BATCH` — until the queue is empty.
+    """
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.pending: list[_Job] = []
+        self.writing = False
+        self.lock = threading.Lock()
+        self.conn: Connection | None = None
+        self.thread: threading.Thread | None = None
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
 
 class Database:
     """Runs units of work against SQLite (embedded) or PostgreSQL (cluster)."""
 
     def __init__(self, url: str | None = None, *, pool_size: int = 10, echo: bool = False,
-                 busy_timeout: float = 10.0) -> None:
+                 busy_timeout: float = 10.0, write_lanes: int = 4) -> None:
         self._busy_timeout_ms = max(int(busy_timeout * 1000), 0)
         self.url = resolve_database_url(url)
         try:
@@ -94,12 +113,10 @@ class Database:
             )
         self.dialect: Dialect = "sqlite" if backend == "sqlite" else "postgresql"
         self.backend: Backend = backend_for(self.dialect)
-        self._pending: list[_Job] = []
-        self._writing = False
-        self._writer_lock = threading.Lock()
-        self._writer_conn: Connection | None = None
-        self._writer_thread: threading.Thread | None = None
-        self._writer_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # SQLite has one writer; PostgreSQL a few, each group-committing its own batches
+        # (and each holding a connection of its own beside the readers' pool_size).
+        lanes = 1 if self.dialect == "sqlite" else max(write_lanes, 1)
+        self._lanes = [_Lane(i) for i in range(lanes)]
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database in ("", ":memory:") or database.startswith("file::memory:"):
@@ -113,12 +130,15 @@ class Database:
         else:
             self.engine = create_engine(
                 # No ping per checkout (a round trip per unit of work): a unit that hits a
-                # connection the server dropped is run again on a fresh one (see _run_pg).
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False,
+                # connection the server dropped is run again on a fresh one (_run_read,
+                # _run_batch). Every connection is kept: an overflow connection closed
+                # on return and opened again costs a server process each time. Each
+                # writer lane keeps one more for itself.
+                self.url, pool_size=pool_size + lanes, max_overflow=0, pool_pre_ping=False,
                 echo=echo,
             )
             self.read_engine = self.engine
-            self._limiter = anyio.CapacityLimiter(pool_size * 2)
+            self._limiter = anyio.CapacityLimiter(pool_size)
 
     def _sqlite_engine(self, *, immediate: bool, echo: bool, single: bool) -> Engine:
         # The writer keeps one connection for the life of the Database; readers get a
@@ -169,12 +189,6 @@ class Database:
         `DatabaseBusy` (nothing was written; retry later).
         """
         try:
-            if self.dialect == "postgresql":
-                result, callbacks = await anyio.to_thread.run_sync(
-                    self._run_pg, fn, args, limiter=self._limiter
-                )
-                _run_callbacks(callbacks)
-                return result
             return await self._run_grouped(fn, args)
         except (OperationalError, sqlite3.OperationalError) as exc:
             if _locked(exc):
@@ -193,41 +207,15 @@ class Database:
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a write unit of work on the calling thread (CLI and scripts, not the loop)."""
-        if self.dialect == "postgresql":
-            result, callbacks = self._run_pg(fn, args)
-            _run_callbacks(callbacks)
-            return result
         job = _Job(fn, args)
-        self._run_batch([job])
+        while True:
+            self._run_batch(self._lanes[0], [job])
+            if not job.retry:
+                break
         if job.error is not None:
             raise job.error
         _run_callbacks(job.callbacks)
         return job.result  # type: ignore[no-any-return]
-
-    def _run_pg(
-        self, fn: Callable[..., T], args: tuple[Any, ...]
-    ) -> tuple[T, list[Callable[[], None]]]:
-        for attempt in (1, 2):
-            with self.engine.connect() as conn:
-                conn.info.pop(_AFTER_COMMIT, None)
-                ran = False
-                try:
-                    with conn.begin():
-                        result = fn(conn, *args)
-                        ran = True
-                except DBAPIError as exc:
-                    conn.info.pop(_AFTER_COMMIT, None)
-                    if exc.connection_invalidated and attempt == 1 and not ran:
-                        # The server dropped the connection before the commit was asked
-                        # for, so nothing committed (and SQLAlchemy has discarded the
-                        # pool's old connections): run the unit again on a fresh one.
-                        continue
-                    raise
-                except BaseException:
-                    conn.info.pop(_AFTER_COMMIT, None)
-                    raise
-                return result, _take_after_commit(conn)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         for attempt in (1, 2):
@@ -241,67 +229,91 @@ class Database:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _lane(self) -> _Lane:
+        """The lane a new unit joins: an idle one if any, else the shortest queue."""
+        lanes = self._lanes
+        if len(lanes) == 1:
+            return lanes[0]
+        return min(lanes, key=lambda lane: (lane.writing, len(lane.pending)))
+
     async def _run_grouped(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         job = _Job(fn, args)
-        self._pending.append(job)
-        if self._writing:
+        lane = self._lane()
+        lane.pending.append(job)
+        if lane.writing:
             job.done = anyio.Event()
             await job.done.wait()
         else:
             # This caller leads: it commits batches until the queue is empty. Shielded,
             # so a cancelled leader never strands the callers queued behind it.
-            self._writing = True
+            lane.writing = True
             try:
                 with anyio.CancelScope(shield=True):
-                    while self._pending:
-                        batch = self._pending[:_MAX_BATCH]
-                        del self._pending[:_MAX_BATCH]
-                        await self._commit_batch(batch)
+                    while lane.pending:
+                        batch = lane.pending[:_MAX_BATCH]
+                        del lane.pending[:_MAX_BATCH]
+                        await self._commit_batch(lane, batch)
                         for done_job in batch:
+                            if done_job.retry:
+                                lane.pending.append(done_job)  # in the next batch
+                                continue
                             _run_callbacks(done_job.callbacks)
                             if done_job.done is not None:
                                 done_job.done.set()
             finally:
-                self._writing = False
+                lane.writing = False
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[no-any-return]
 
-    async def _commit_batch(self, batch: list[_Job]) -> None:
-        """Run one batch on the writer thread and wait for it."""
+    async def _commit_batch(self, lane: _Lane, batch: list[_Job]) -> None:
+        """Run one batch on the lane's writer thread and wait for it."""
         if sniffio.current_async_library() != "asyncio":
-            await anyio.to_thread.run_sync(self._run_batch, batch)
+            await anyio.to_thread.run_sync(self._run_batch, lane, batch)
             return
         # On asyncio a dedicated writer thread answering through the loop costs a
-        # fraction of a general worker-thread hop, and SQLite writes are serial anyway.
+        # fraction of a general worker-thread hop.
         loop = asyncio.get_running_loop()
         finished = loop.create_future()
-        if self._writer_thread is None:
-            self._writer_thread = threading.Thread(
-                target=self._writer_loop, name="reactive-sqlite-writer", daemon=True)
-            self._writer_thread.start()
-        self._writer_queue.put((batch, loop, finished))
+        if lane.thread is None:
+            lane.thread = threading.Thread(
+                target=self._writer_loop, args=(lane,), name=f"reactive-writer-{lane.index}",
+                daemon=True)
+            lane.thread.start()
+        lane.queue.put((batch, loop, finished))
         await finished
 
-    def _writer_loop(self) -> None:
+    def _writer_loop(self, lane: _Lane) -> None:
         while True:
-            item = self._writer_queue.get()
+            item = lane.queue.get()
             if item is None:
                 return
             batch, loop, finished = item
             try:
-                self._run_batch(batch)
+                self._run_batch(lane, batch)
             finally:
                 loop.call_soon_threadsafe(_resolve, finished)
 
-    def _writer(self) -> Connection:
-        if self._writer_conn is None or self._writer_conn.closed:
-            self._writer_conn = self.engine.connect()
-        return self._writer_conn
+    def _writer(self, lane: _Lane) -> Connection:
+        if lane.conn is None or lane.conn.closed:
+            lane.conn = self.engine.connect()
+        return lane.conn
 
-    def _run_batch(self, batch: list[_Job]) -> None:
-        with self._writer_lock:
-            conn = self._writer()
+    def _run_batch(self, lane: _Lane, batch: list[_Job]) -> None:
+        """Run `batch` in one transaction on the writer connection, a savepoint per unit
+        (when there are several), so one that fails rolls back alone.
+
+        A unit the database rolled back for a transient reason — a deadlock or a
+        serialization failure (PostgreSQL), or the connection dropped before the commit
+        was asked for — is marked `retry` and runs again in a later batch (at most
+        `_MAX_RETRIES` times); whatever else a unit raises is its caller's.
+        """
+        with lane.lock:
+            conn = self._writer(lane)
+            committing = False
+            for job in batch:
+                job.retry = False
+                job.attempts += 1
             try:
                 with conn.begin():
                     if len(batch) == 1:
@@ -328,36 +340,62 @@ class Database:
                                 # is that unit's outcome: the others still commit.
                                 driver.execute("ROLLBACK TO reactive_unit")
                                 driver.execute("RELEASE reactive_unit")
-                                job.error = exc
                                 conn.info.pop(_AFTER_COMMIT, None)
+                                if _transient(exc) and job.attempts < _MAX_RETRIES:
+                                    job.retry = True
+                                else:
+                                    job.error = exc
                                 continue
                             driver.execute("RELEASE reactive_unit")
                             job.callbacks = _take_after_commit(conn)
+                    committing = True
             except BaseException as exc:  # noqa: BLE001 - the whole batch failed to commit
+                again = (not committing and _transient(exc)
+                         and all(job.attempts < _MAX_RETRIES for job in batch))
                 for job in batch:
                     job.callbacks = []
-                    if job.error is None:
+                    job.result = None
+                    if again and (job.error is exc or job.error is None):
+                        # Nothing committed: every unit of the batch runs again.
+                        job.error = None
+                        job.retry = True
+                    elif job.error is None:
+                        job.retry = False
                         job.error = exc
-                        job.result = None
-                if self._writer_conn is not None and self._writer_conn.invalidated:
-                    self._writer_conn = None
+                if lane.conn is not None and lane.conn.invalidated:
+                    lane.conn = None
 
     async def close(self) -> None:
         """Close every connection."""
         def close_all() -> None:
-            if self._writer_thread is not None:
-                self._writer_queue.put(None)
-                self._writer_thread.join()
-                self._writer_thread = None
-            with self._writer_lock:
-                if self._writer_conn is not None:
-                    self._writer_conn.close()
-                    self._writer_conn = None
+            for lane in self._lanes:
+                if lane.thread is not None:
+                    lane.queue.put(None)
+                    lane.thread.join()
+                    lane.thread = None
+                with lane.lock:
+                    if lane.conn is not None:
+                        lane.conn.close()
+                        lane.conn = None
             self.engine.dispose()
             if self.read_engine is not self.engine:
                 self.read_engine.dispose()
 
         await anyio.to_thread.run_sync(close_all)
+
+
+_MAX_RETRIES = 5
+"""How often a unit of work runs at most when the database keeps rolling it back."""
+_TRANSIENT_STATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
+def _transient(exc: BaseException) -> bool:
+    """True when `exc` rolled the unit back for a reason worth running it again for."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    state = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None),
+                                                      "sqlstate", None)
+    return state in _TRANSIENT_STATES
 
 
 _BUSY = ("the database stayed locked by another writer longer than the busy timeout: "
