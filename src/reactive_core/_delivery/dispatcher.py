@@ -27,13 +27,25 @@ from .._entities.changes import EntityChange
 from .._supervise import call_guarded, describe, run_supervised
 from .feed import Waker
 from .policy import RetryPolicy, WorkQueue
-from .queue import ROUTE_REFRESH_SECONDS, DeliveryRow, Failure, Route, WorkQueueStore
+from .queue import (
+    ROUTE_REFRESH_SECONDS,
+    DeliveryRow,
+    Failure,
+    Route,
+    Settled,
+    WorkQueueStore,
+)
 
 if TYPE_CHECKING:
     from .._host.registry import Registry
     from .._store.database import Database
 
 logger = logging.getLogger("reactive_core.delivery")
+
+_RETRY_LOCKED = 0.005
+"""Seconds before recording again the outcomes whose entity a write held locked."""
+_FLUSH_ROUNDS = 200
+"""How often shutdown tries to record outcomes before leaving them to lease expiry."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,7 +73,8 @@ class Dispatcher:
         self._s = settings
         self._waker = Waker()
         self._running: dict[int, DeliveryRow] = {}
-        self._done: list[int] = []
+        self._done: list[DeliveryRow] = []
+        self._units = anyio.Lock()  # rounds and lease extensions, one at a time
         self._failed: list[Failure] = []
         self._idle = anyio.Event()
         self._idle.set()
@@ -113,23 +126,35 @@ class Dispatcher:
         """Record outcomes, then claim up to `free` deliveries (one unit of work)."""
         done, failed = self._done[:], self._failed[:]
 
-        def unit(tx: Connection) -> tuple[list[tuple[DeliveryRow, EntityChange]], float | None]:
-            self._queue.settle(tx, owner=self._owner, done=done, failed=failed)
+        def unit(tx: Connection) -> tuple[list[tuple[DeliveryRow, EntityChange]], float | None,
+                                          Settled]:
+            settled = self._queue.settle(tx, owner=self._owner, done=done, failed=failed)
             claimed = self._queue.claim(tx, routes=routes, owner=self._owner,
                                         lease=self._s.lease_seconds, limit=free)
             if claimed or not routes:
-                return claimed, None
-            return [], self._queue.seconds_until_due(tx, routes)
+                return claimed, None, settled
+            return [], self._queue.seconds_until_due(tx, routes), settled
 
-        result = await self._db.run(unit)
+        # Apart from the write path's group commits: a round takes locks on many rows.
+        async with self._units:
+            claimed, due_in, settled = await self._db.run_apart(unit)
         del self._done[:len(done)]
         del self._failed[:len(failed)]
-        return result
+        if settled.later_done or settled.later_failed:
+            # Their entities were being written: record them as soon as that commits.
+            self._done.extend(settled.later_done)
+            self._failed.extend(settled.later_failed)
+            due_in = _RETRY_LOCKED if due_in is None else min(due_in, _RETRY_LOCKED)
+        return claimed, due_in
 
     async def flush(self) -> None:
         """Record the outcomes gathered but not yet recorded (on shutdown)."""
-        if self._done or self._failed:
+        for _ in range(_FLUSH_ROUNDS):
+            if not (self._done or self._failed):
+                return
             await self.round([], 0)
+            if self._done or self._failed:
+                await anyio.sleep(_RETRY_LOCKED)
 
     async def wait_idle(self) -> None:
         """Return once no handler runs here."""
@@ -161,7 +186,7 @@ class Dispatcher:
                      f"{delivery.last_error or 'none'}")
             logger.error("work-queue %s delivery %s (%s:%s) dead-lettered: %s", delivery.group,
                          delivery.id, delivery.kind, delivery.entity_id, error)
-            return [Failure(delivery.id, error, None, ran=False)]
+            return [Failure(delivery, error, None, ran=False)]
         if sub is None:
             error_text = (f"LookupError: no handler for kind {delivery.kind!r} in work-queue "
                           f"group {delivery.group!r} on this instance")
@@ -170,7 +195,7 @@ class Dispatcher:
                        and sub.delivery.timeout_seconds is not None else self._s.handler_timeout)
             raised = await call_guarded(sub.handler, change, timeout=timeout)
             if raised is None:
-                self._done.append(delivery.id)
+                self._done.append(delivery)
                 return []
             error_text = describe(raised)
             if isinstance(raised, TimeoutError):
@@ -181,7 +206,7 @@ class Dispatcher:
             "work-queue %s delivery %s (%s:%s) failed on attempt %d (%s): %s", delivery.group,
             delivery.id, delivery.kind, delivery.entity_id, delivery.attempts,
             "dead-lettered" if dead else f"retry in {backoff:.2f}s", error_text)
-        return [Failure(delivery.id, error_text, backoff)]
+        return [Failure(delivery, error_text, backoff)]
 
     async def _heartbeat(self) -> None:
         every = max(self._s.lease_seconds / 3, 0.05)
@@ -192,7 +217,8 @@ class Dispatcher:
                 refreshed = anyio.current_time()
                 await self._db.run(self._queue.record_routes, self._registry.local_routes())
             if self._running:
-                await self._db.run(self._extend, list(self._running))
+                async with self._units:
+                    await self._db.run_apart(self._extend, list(self._running))
 
     def _extend(self, tx: Connection, ids: list[int]) -> None:
         self._queue.extend(tx, ids=ids, owner=self._owner, lease=self._s.lease_seconds)

@@ -7,15 +7,14 @@ entity has nothing pending in that group; when a head finishes (done or dead) th
 pending row of its entity becomes ready in the same transaction. So a claim reads only
 due heads, through an index on them, and its cost does not grow with the backlog.
 
-Races on PostgreSQL, and why there are none:
-* two writes of one entity hold its advisory lock (the write path takes it), so they
-  enqueue one after the other;
-* a write that enqueues while the entity's newest pending row (its *tail*) is being
-  finished: the enqueue locks the tail `FOR SHARE` before deciding. If the tail is
-  finished first, the lock waits for that commit and then sees it finished (nothing
-  pending: the new row is the head). If the enqueue locks first, finishing the tail
-  waits for the enqueue to commit, and the promotion that follows (a new statement, a
-  new snapshot) sees the new row and makes it ready.
+Races on PostgreSQL, and why there are none: every statement that decides or changes
+which row of an entity is pending holds that entity's advisory lock (`lock_key(kind,
+entity_id)`, the lock the write path takes). Two writes of one entity enqueue one after
+the other; a write enqueuing while the entity's head is being finished either sees it
+finished or has its new row seen by the promotion that follows. Finishing takes the
+locks without waiting (`try_locks`): an outcome whose entity a write holds right now
+is recorded in a later round, so the dispatcher never waits for a group commit that
+may be waiting for it.
 Replaying a dead letter follows the same rule.
 
 Times that instances compare (when a row is claimable, lease expiries) are the
@@ -97,13 +96,26 @@ class QueueStatus:
 class Failure:
     """A handler's failed attempt to record: retry after `backoff` seconds, or dead."""
 
-    delivery_id: int
+    delivery: DeliveryRow
     error: str
     backoff: float | None
     """Seconds until the retry; None dead-letters the delivery."""
     ran: bool = True
     """False when the handler was not started (its earlier attempts were used up): the
     claim that found this out does not count as an attempt."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What `settle` recorded, and the outcomes left for a later round."""
+
+    recorded: int
+    later_done: list[DeliveryRow]
+    later_failed: list[Failure]
+
+
+def _entity_key(delivery: DeliveryRow) -> int:
+    return lock_key(delivery.kind, delivery.entity_id)
 
 
 _TYPES: dict[str, Any] = {
@@ -152,9 +164,6 @@ class WorkQueueStore:
             "AND p.status = 'pending') "
             f"FROM ({'SELECT value FROM ' + b.p_list + ' AS l'} "
             f"UNION SELECT group_name FROM work_queue_routes WHERE kind = {b.p}) AS g")
-        self._lock_tails = (f"SELECT group_name FROM entity_deliveries WHERE id IN "
-                            f"(SELECT CAST(value AS BIGINT) FROM {b.p_list} AS l) "
-                            f"AND status = 'pending'{b.share_lock}")
         self._insert = (
             "INSERT INTO entity_deliveries (change_seq, group_name, kind, entity_id, status, "
             "ready, attempts, available_at, created_at) "
@@ -207,14 +216,7 @@ class WorkQueueStore:
         if not tails:
             return
         groups = [group for group, _ in tails]
-        pending = [tail for _, tail in tails if tail is not None]
-        busy: list[str] = []
-        if pending:
-            if b.row_locks:
-                cur.execute(self._lock_tails, (b.list_param([str(t) for t in pending]),))
-                busy = [row[0] for row in cur.fetchall()]
-            else:
-                busy = [group for group, tail in tails if tail is not None]
+        busy = [group for group, tail in tails if tail is not None]
         cur.execute(self._insert, (seq, kind, entity_id, b.list_param(busy), now, now,
                                    b.list_param(groups)))
 
@@ -290,37 +292,48 @@ class WorkQueueStore:
         value = tx.execute(self._next_due_statement(tuple(routes)), params).scalar()
         return None if value is None else float(value)
 
-    def settle(self, tx: Connection, *, owner: str, done: Sequence[int],
-               failed: Sequence[Failure]) -> int:
+    def settle(self, tx: Connection, *, owner: str, done: Sequence[DeliveryRow],
+               failed: Sequence[Failure]) -> Settled:
         """Record finished handlers: `done` ones, and failed attempts (retry or dead).
 
         Rows whose lease `owner` no longer holds are left alone (their lease expired and
-        another instance may have them). Returns how many outcomes were recorded.
+        another instance may have them). Finishing a row (done or dead) takes its
+        entity's lock without waiting; an outcome whose entity is locked right now (a
+        write of it is committing) is returned in `Settled.later`, to record in a later
+        round.
         """
+        finishing = [*done, *(f.delivery for f in failed if f.backoff is None)]
+        held = self._b.try_locks(tx, [_entity_key(d) for d in finishing])
+        later_done = [d for d in done if _entity_key(d) not in held]
+        later_failed = [f for f in failed
+                        if f.backoff is None and _entity_key(f.delivery) not in held]
         times = self._b.times(self._clock())
         finished: list[Any] = []
         recorded = 0
-        if done:
-            rows = tx.execute(self._done, {"ids": self._b.list_param(list(done)),
+        ids = [d.id for d in done if _entity_key(d) in held]
+        if ids:
+            rows = tx.execute(self._done, {"ids": self._b.list_param(ids),
                                            "owner": owner, **times}).all()
             finished += rows
             recorded += len(rows)
         for failure in failed:
             error = failure.error[:MAX_ERROR_LENGTH]
             if failure.backoff is None:
-                rows = tx.execute(self._dead, {"id": failure.delivery_id, "owner": owner,
+                if _entity_key(failure.delivery) not in held:
+                    continue
+                rows = tx.execute(self._dead, {"id": failure.delivery.id, "owner": owner,
                                                "error": error, "unrun": int(not failure.ran),
                                                **times}).all()
                 finished += rows
                 recorded += len(rows)
             else:
                 result = tx.execute(self._retry, {
-                    "id": failure.delivery_id, "owner": owner, "error": error,
+                    "id": failure.delivery.id, "owner": owner, "error": error,
                     **self._b.times(self._clock(), backoff=failure.backoff)})
                 recorded += int(result.rowcount or 0)
         if finished:
             self._promote_next(tx, finished)
-        return recorded
+        return Settled(recorded=recorded, later_done=later_done, later_failed=later_failed)
 
     def _promote_next(self, tx: Connection, keys: Sequence[Any]) -> None:
         rows = sorted({(k.group_name, k.kind, k.entity_id) for k in keys})
@@ -371,15 +384,9 @@ class WorkQueueStore:
             select(func.max(d.c.id)).where(
                 d.c.kind == row.kind, d.c.entity_id == row.entity_id,
                 d.c.group_name == row.group_name, d.c.status == _PENDING)).scalar()
-        busy = False
-        if tail is not None:
-            locked = select(d.c.id).where(d.c.id == tail, d.c.status == _PENDING)
-            if self._b.row_locks:
-                locked = locked.with_for_update(read=True)
-            busy = tx.execute(locked).first() is not None
         tx.execute(
             d.update().where(d.c.id == delivery_id, d.c.status == _DEAD).values(
-                status=_PENDING, ready=not busy, attempts=0, finished_at=None,
+                status=_PENDING, ready=tail is None, attempts=0, finished_at=None,
                 lease_owner=None, lease_expires_at=None, available_at=self._clock()))
         self._b.notify(tx)
         return delivery_row(tx.execute(select(d).where(d.c.id == delivery_id)).one())

@@ -58,12 +58,8 @@ class Backend(ABC):
     """On the cursor: a derived table `(value)` of the text list given as one parameter."""
     now: str
     """SQL for "now" by the clock instances must agree on (in `text()` statements)."""
-    row_locks: bool
-    """Whether concurrent transactions exist that rows must be locked against."""
     returning_joins: bool
     """Whether `UPDATE ... FROM other RETURNING` may return the other table's columns."""
-    share_lock: str
-    """Appended to a SELECT whose rows must not change until the transaction ends."""
     skip_locked: str
     """Appended to a claiming SELECT so concurrent claimers skip each other's rows."""
 
@@ -108,6 +104,11 @@ class Backend(ABC):
     @abstractmethod
     def lock_on_cursor(self, cur: Any, key: int) -> None:
         """`lock`, on the DBAPI cursor of the unit of work (the write path's hot loop)."""
+
+    @abstractmethod
+    def try_locks(self, tx: Connection, keys: Sequence[int]) -> set[int]:
+        """Take the transaction-scoped locks on `keys` that are free right now, without
+        waiting for the others; returns the keys now held."""
 
     @abstractmethod
     def notify(self, tx: Connection) -> None:
@@ -156,9 +157,7 @@ class SqliteBackend(Backend):
     p_list = "(SELECT value FROM json_each(?))"
     now = ":now"
     skip_locked = ""
-    row_locks = False
     returning_joins = False
-    share_lock = ""
 
     def later(self, seconds_param: str) -> str:
         return f":{seconds_param}_at"
@@ -197,6 +196,9 @@ class SqliteBackend(Backend):
 
     def lock_on_cursor(self, cur: Any, key: int) -> None:
         return None
+
+    def try_locks(self, tx: Connection, keys: Sequence[int]) -> set[int]:
+        return set(keys)
 
     def notify(self, tx: Connection) -> None:
         return None
@@ -238,9 +240,7 @@ class PostgresBackend(Backend):
     p_list = "(SELECT unnest(%s::text[]) AS value)"
     now = "now()"
     skip_locked = " FOR UPDATE SKIP LOCKED"
-    row_locks = True
     returning_joins = True
-    share_lock = " FOR SHARE"
 
     def later(self, seconds_param: str) -> str:
         return f"(now() + make_interval(secs => :{seconds_param}))"
@@ -273,6 +273,11 @@ class PostgresBackend(Backend):
 
     def lock_on_cursor(self, cur: Any, key: int) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+
+    def try_locks(self, tx: Connection, keys: Sequence[int]) -> set[int]:
+        if not keys:
+            return set()
+        return set(tx.execute(_PG_TRY_LOCKS, {"keys": sorted(set(keys))}).scalars())
 
     def notify(self, tx: Connection) -> None:
         tx.execute(_PG_NOTIFY)
@@ -324,6 +329,8 @@ NOTIFY_CHANNEL = "reactive_changes"
 """The PostgreSQL channel every commit that queues work notifies."""
 
 _PG_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_PG_TRY_LOCKS = text(
+    "SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k WHERE pg_try_advisory_xact_lock(k)")
 _PG_NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
 _SCHEMA_LOCK_KEY = lock_key("reactive_core", "schema")
 _PG_FEED = text(

@@ -6,8 +6,13 @@ thread hop per unit of work. On SQLite all writes go through one writer connecti
 concurrent writers are *group-committed*: whatever is queued while a transaction is
 running forms the next batch, each unit in its own savepoint, so one failing unit
 rolls back alone while the batch shares one commit. Readers use their own
-connections and run concurrently (WAL). On PostgreSQL every unit of work gets a
-pooled connection and its own transaction.
+connections and run concurrently (WAL). On PostgreSQL a few writer lanes group-commit
+the same way, side by side; readers get pooled connections.
+
+A group commit holds every lock its units took until the batch commits, so a unit
+that locks many rows another batch may want (the work queue's rounds, the timers')
+runs *apart* (`run_apart`): in a transaction of its own on PostgreSQL, where it can
+neither wait behind nor hold up an unrelated unit of a batch.
 """
 
 from __future__ import annotations
@@ -205,6 +210,43 @@ class Database:
                 raise DatabaseBusy(_BUSY) from exc
             raise
 
+    async def run_apart(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the write unit of work `fn(tx, *args)` in a transaction of its own.
+
+        On PostgreSQL it is never group-committed with other units: whatever locks it
+        takes are held only for its own statements, so it cannot join a lock cycle with
+        the units of a batch (each waiting for a lock the other batch holds until it
+        commits). Run again after a deadlock, a serialization failure or a dropped
+        connection. On SQLite (one writer, no lock cycles) this is `run`.
+        """
+        if self.dialect == "sqlite":
+            return await self.run(fn, *args)
+        result, callbacks = await anyio.to_thread.run_sync(
+            self._run_apart, fn, args, limiter=self._limiter)
+        _run_callbacks(callbacks)
+        return result
+
+    def _run_apart(self, fn: Callable[..., T], args: tuple[Any, ...],
+                   ) -> tuple[T, list[Callable[[], None]]]:
+        attempt = 0
+        while True:
+            attempt += 1
+            committing = False
+            with self.engine.connect() as conn:
+                conn.info.pop(_AFTER_COMMIT, None)
+                try:
+                    with conn.begin():
+                        result = fn(conn, *args)
+                        callbacks = _take_after_commit(conn)
+                        committing = True  # past here, whether it committed is unknown
+                    return result, callbacks
+                except BaseException as exc:
+                    conn.info.pop(_AFTER_COMMIT, None)
+                    if not conn.invalidated and (_lost(exc) or _driver_closed(conn)):
+                        conn.invalidate()
+                    if committing or not (_transient(exc) and attempt < _MAX_RETRIES):
+                        raise
+
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a write unit of work on the calling thread (CLI and scripts, not the loop)."""
         job = _Job(fn, args)
@@ -350,18 +392,26 @@ class Database:
                             job.callbacks = _take_after_commit(conn)
                     committing = True
             except BaseException as exc:  # noqa: BLE001 - the whole batch failed to commit
-                again = (not committing and _transient(exc)
-                         and all(job.attempts < _MAX_RETRIES for job in batch))
+                lost = _lost(exc)
                 for job in batch:
                     job.callbacks = []
                     job.result = None
-                    if again and (job.error is exc or job.error is None):
-                        # Nothing committed: every unit of the batch runs again.
+                    if job.retry:
+                        continue
+                    # A unit's own error (a lone unit re-raises it; the rollback that
+                    # follows may raise another) else the batch's.
+                    reason = job.error if job.error is not None else exc
+                    lost = lost or _lost(reason)
+                    if (not committing and _transient(reason)
+                            and job.attempts < _MAX_RETRIES):
+                        # Nothing committed: the unit runs again.
                         job.error = None
                         job.retry = True
-                    elif job.error is None:
-                        job.retry = False
-                        job.error = exc
+                    else:
+                        job.error = reason
+                if lane.conn is not None and not lane.conn.invalidated and (
+                        lost or _driver_closed(lane.conn)):
+                    lane.conn.invalidate()  # lost under a DBAPI cursor: SQLAlchemy missed it
                 if lane.conn is not None and lane.conn.invalidated:
                     lane.conn = None
 
@@ -390,12 +440,37 @@ _TRANSIENT_STATES = frozenset({"40P01", "40001"})  # deadlock detected, serializ
 
 
 def _transient(exc: BaseException) -> bool:
-    """True when `exc` rolled the unit back for a reason worth running it again for."""
+    """True when `exc` rolled the unit back for a reason worth running it again for: a
+    deadlock, a serialization failure, or the connection lost (also when the driver
+    raised it straight from a DBAPI cursor, where SQLAlchemy did not see it)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     state = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None),
                                                       "sqlstate", None)
-    return state in _TRANSIENT_STATES
+    return state in _TRANSIENT_STATES or _lost(exc)
+
+
+def _lost(exc: BaseException) -> bool:
+    """True when `exc` says the connection is gone."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    state = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None),
+                                                      "sqlstate", None)
+    return state is not None and state.startswith(_LOST_CONNECTION_CLASSES)
+
+
+_LOST_CONNECTION_CLASSES = ("08", "57P")
+"""SQLSTATE classes of a lost connection: connection exception, operator intervention
+(the server terminated the backend or is shutting down)."""
+
+
+def _driver_closed(conn: Connection) -> bool:
+    """True when the DBAPI connection under `conn` is gone (e.g. its backend was killed)."""
+    try:
+        driver = conn.connection.dbapi_connection
+    except Exception:  # noqa: BLE001 - already invalidated or closed
+        return True
+    return bool(getattr(driver, "closed", False) or getattr(driver, "broken", False))
 
 
 _BUSY = ("the database stayed locked by another writer longer than the busy timeout: "

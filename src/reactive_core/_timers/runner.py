@@ -125,7 +125,7 @@ class TimerRunner:
                     ) -> tuple[list[tuple[Timer, datetime]], float | None]:
         """Record the outcomes gathered so far, then claim up to `wanted` per topic."""
         outcomes = self._outcomes[:]
-        result = await self._db.run(self._round_unit, outcomes, wanted, topics)
+        result = await self._db.run_apart(self._round_unit, outcomes, wanted, topics)
         del self._outcomes[:len(outcomes)]
         return result
 
@@ -193,7 +193,7 @@ class TimerRunner:
                 by_topic.setdefault(name, []).append(timer)
             for name, timers in by_topic.items():
                 lease = topics[name].lease_seconds if name in topics else 30.0
-                await self._db.run(self._store.extend, timers, self._owner, lease)
+                await self._db.run_apart(self._store.extend, timers, self._owner, lease)
 
     async def wait_idle(self) -> None:
         """Return once no firing runs here."""
