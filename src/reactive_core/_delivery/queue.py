@@ -151,6 +151,22 @@ _CHANGE_ONLY = ("change_id", "prev", "next", "delta", "changed_fields", "actor_t
 """The columns of a change that its delivery row does not repeat."""
 
 
+def _enqueue_sql(*, seq: str, source: str, kind: str, entity_id: str, groups: str,
+                 now: str, created: str) -> str:
+    """The enqueue statement from SQL fragments: one pending row per group of the kind
+    (this instance's `groups` and the recorded routes), the head where its entity has
+    nothing pending in that group. Positional parameters come in this order: seq, kind,
+    entity_id, kind, entity_id (the busy check), now, created, groups, kind (routes)."""
+    return (
+        "INSERT INTO entity_deliveries (change_seq, group_name, kind, entity_id, status, "
+        "ready, attempts, available_at, created_at) "
+        f"SELECT {seq}, g.value, {kind}, {entity_id}, 'pending', NOT EXISTS (SELECT 1 FROM "
+        f"entity_deliveries p WHERE p.kind = {kind} AND p.entity_id = {entity_id} "
+        "AND p.group_name = g.value AND p.status = 'pending'), 0, "
+        f"{now}, {created} FROM {source}({groups} UNION "
+        f"SELECT group_name FROM work_queue_routes WHERE kind = {kind}) AS g")
+
+
 class WorkQueueStore:
     """The work queue's statements on one backend."""
 
@@ -158,18 +174,9 @@ class WorkQueueStore:
         self._b = b = backend
         self._clock = clock
         # -- enqueue, on the write path's DBAPI cursor -------------------------------
-        self._tails = (
-            "SELECT g.value, (SELECT max(p.id) FROM entity_deliveries p "
-            f"WHERE p.kind = {b.p} AND p.entity_id = {b.p} AND p.group_name = g.value "
-            "AND p.status = 'pending') "
-            f"FROM ({'SELECT value FROM ' + b.p_list + ' AS l'} "
-            f"UNION SELECT group_name FROM work_queue_routes WHERE kind = {b.p}) AS g")
-        self._insert = (
-            "INSERT INTO entity_deliveries (change_seq, group_name, kind, entity_id, status, "
-            "ready, attempts, available_at, created_at) "
-            f"SELECT {b.p}, g.value, {b.p}, {b.p}, 'pending', "
-            f"g.value NOT IN (SELECT value FROM {b.p_list} AS busy), 0, {b.p_now}, {b.p} "
-            f"FROM {b.p_list} AS g")
+        self._enqueue = _enqueue_sql(
+            seq=b.p, source="", kind=b.p, entity_id=b.p,
+            groups=f"SELECT value FROM {b.p_list} AS l", now=b.p_now, created=b.p)
         # -- settling ----------------------------------------------------------------
         finished = f"lease_owner = NULL, lease_expires_at = NULL, finished_at = {b.now}"
         mine = f"lease_owner = :owner AND status = '{_PENDING}'"
@@ -210,15 +217,18 @@ class WorkQueueStore:
         `work_queue_routes` by other instances. Runs on the DBAPI cursor of the write
         path's unit of work, which holds the entity's lock.
         """
-        b = self._b
-        cur.execute(self._tails, (kind, entity_id, b.list_param(local_groups), kind))
-        tails = cur.fetchall()
-        if not tails:
-            return
-        groups = [group for group, _ in tails]
-        busy = [group for group, tail in tails if tail is not None]
-        cur.execute(self._insert, (seq, kind, entity_id, b.list_param(busy), now, now,
-                                   b.list_param(groups)))
+        cur.execute(self._enqueue, (seq, kind, entity_id, kind, entity_id, now, now,
+                                    self._b.list_param(local_groups), kind))
+
+    def enqueue_cte(self) -> str:
+        """`enqueue` as a CTE named `dl` of the write path's single statement (backends
+        with `writes_in_one_statement`): after a CTE `ch` returning the change's `seq`,
+        with the named parameters `kind`, `id`, `groups` (this instance's) and `now`."""
+        statement = _enqueue_sql(
+            seq="ch.seq", source="ch, ", kind="%(kind)s", entity_id="%(id)s",
+            groups="SELECT unnest(CAST(%(groups)s AS text[])) AS value",
+            now="LEAST(%(now)s, now())", created="%(now)s")
+        return f"dl AS ({statement})"
 
     # -- the dispatcher ---------------------------------------------------------------
 

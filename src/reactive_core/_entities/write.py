@@ -101,9 +101,45 @@ class WritePath:
             "change_id, kind, entity_id, prev, next, delta, changed_fields, actor_type, "
             "actor_id, reason, occurred_at",
             f"{p}, {p}, {p}, {j}, {j}, {j}, {j}, {p}, {p}, {p}, {p}")
+        self._one_statement: dict[str, str] = {}
         self._insert_transition = (
             "INSERT INTO entity_transitions (change_seq, kind, entity_id, field, from_value, "
             f"to_value, transitioned_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})")
+
+    def _write_statement(self, state_op: str) -> str:
+        """The single statement writing a change (backends `writes_in_one_statement`):
+        the state row (`state_op` insert, update, delete or none), the change, its
+        transitions and deliveries, and the wake-up; it returns the change's seq."""
+        sql = self._one_statement.get(state_op)
+        if sql is not None:
+            return sql
+        ctes = {
+            "insert": "st AS (INSERT INTO entity_state (kind, entity_id, state, updated_at) "
+                      "VALUES (%(kind)s, %(id)s, CAST(%(state)s AS json), %(now)s))",
+            "update": "st AS (UPDATE entity_state SET state = CAST(%(state)s AS json), "
+                      "updated_at = %(now)s WHERE kind = %(kind)s AND entity_id = %(id)s)",
+            "delete": "st AS (DELETE FROM entity_state WHERE kind = %(kind)s "
+                      "AND entity_id = %(id)s)",
+            "none": "",
+        }
+        change = self._b.insert_change_sql(
+            "change_id, kind, entity_id, prev, next, delta, changed_fields, actor_type, "
+            "actor_id, reason, occurred_at",
+            "%(change_id)s, %(kind)s, %(id)s, CAST(%(prev)s AS json), CAST(%(state)s AS json), "
+            "CAST(%(delta)s AS json), CAST(%(changed)s AS json), %(actor_type)s, "
+            "%(actor_id)s, %(reason)s, %(now)s")
+        parts = [cte for cte in (
+            ctes[state_op],
+            f"ch AS ({change})",
+            "tr AS (INSERT INTO entity_transitions (change_seq, kind, entity_id, field, "
+            "from_value, to_value, transitioned_at) SELECT ch.seq, %(kind)s, %(id)s, t.f, "
+            "t.a, t.b, %(now)s FROM ch, unnest(CAST(%(fields)s AS text[]), "
+            "CAST(%(froms)s AS text[]), CAST(%(tos)s AS text[])) AS t(f, a, b))",
+            self._queue.enqueue_cte(),
+        ) if cte]
+        sql = f"WITH {', '.join(parts)} SELECT ch.seq, {self._b.notify_sql} FROM ch"
+        self._one_statement[state_op] = sql
+        return sql
 
     @staticmethod
     def _cursor(tx: Connection) -> Any:
@@ -184,30 +220,43 @@ class WritePath:
                 return Write(prev=prev, next=nxt, change=None)
         occurred_at = self._clock()
         now = b.stamp(occurred_at)
-        if kind.read is None:
-            if next_json is None:
-                cur.execute(self._delete_state, (kind.kind, entity_id))
-            elif prev_json is not None:
-                cur.execute(self._update_state, (next_text, now, kind.kind, entity_id))
-            else:
-                cur.execute(self._insert_state, (kind.kind, entity_id, next_text, now))
         change_id = str(uuid.uuid4())
-        cur.execute(self._insert_change, (
-            change_id, kind.kind, entity_id,
-            None if prev_json is None else (stored_text or dumps(prev_json)),
-            next_text, dumps(delta), dumps(list(changed)), actor.type, actor.id, reason, now))
-        seq = b.inserted_seq(cur)
-        if changed:
-            before = prev_json or {}
-            after = next_json or {}
-            cur.executemany(self._insert_transition, [
-                (seq, kind.kind, entity_id, name, value_text(before.get(name)),
-                 value_text(after.get(name)), now)
-                for name in changed
-            ])
-        self._queue.enqueue(cur, seq=seq, kind=kind.kind, entity_id=entity_id,
-                            local_groups=self._registry.work_queue_groups(kind.kind), now=now)
-        b.notify_on_cursor(cur)
+        prev_text = None if prev_json is None else (stored_text or dumps(prev_json))
+        groups = self._registry.work_queue_groups(kind.kind)
+        state_op = ("none" if kind.read is not None else "delete" if next_json is None
+                    else "update" if prev_json is not None else "insert")
+        if b.writes_in_one_statement:
+            before, after = prev_json or {}, next_json or {}
+            cur.execute(self._write_statement(state_op), {
+                "kind": kind.kind, "id": entity_id, "state": next_text, "now": now,
+                "change_id": change_id, "prev": prev_text, "delta": dumps(delta),
+                "changed": dumps(list(changed)), "actor_type": actor.type,
+                "actor_id": actor.id, "reason": reason, "fields": list(changed),
+                "froms": [value_text(before.get(name)) for name in changed],
+                "tos": [value_text(after.get(name)) for name in changed],
+                "groups": list(groups)})
+            seq = int(cur.fetchone()[0])
+        else:
+            if state_op == "delete":
+                cur.execute(self._delete_state, (kind.kind, entity_id))
+            elif state_op == "update":
+                cur.execute(self._update_state, (next_text, now, kind.kind, entity_id))
+            elif state_op == "insert":
+                cur.execute(self._insert_state, (kind.kind, entity_id, next_text, now))
+            cur.execute(self._insert_change, (
+                change_id, kind.kind, entity_id, prev_text, next_text, dumps(delta),
+                dumps(list(changed)), actor.type, actor.id, reason, now))
+            seq = b.inserted_seq(cur)
+            if changed:
+                before, after = prev_json or {}, next_json or {}
+                cur.executemany(self._insert_transition, [
+                    (seq, kind.kind, entity_id, name, value_text(before.get(name)),
+                     value_text(after.get(name)), now)
+                    for name in changed
+                ])
+            self._queue.enqueue(cur, seq=seq, kind=kind.kind, entity_id=entity_id,
+                                local_groups=groups, now=now)
+            b.notify_on_cursor(cur)
         after_commit(tx, self._wake)
         change = EntityChange(
             change_id=change_id, seq=seq, kind=kind.kind, id=entity_id, prev=prev_json,

@@ -31,6 +31,9 @@ from .schema import entity_changes
 
 Dialect = Literal["sqlite", "postgresql"]
 
+NOTIFY_CHANNEL = "reactive_changes"
+"""The PostgreSQL channel every commit that queues work notifies."""
+
 
 def lock_key(*parts: str) -> int:
     """A stable signed 64-bit advisory-lock key for `parts` (e.g. a kind and an id)."""
@@ -59,6 +62,9 @@ class Backend(ABC):
     now: str
     """SQL for "now" by the clock instances must agree on (in `text()` statements)."""
     returning_joins: bool
+    writes_in_one_statement: bool
+    """Whether a write's rows (state, change, transitions, deliveries) are written by one
+    statement of data-modifying CTEs, with named `%(name)s` parameters."""
     """Whether `UPDATE ... FROM other RETURNING` may return the other table's columns."""
     skip_locked: str
     """Appended to a claiming SELECT so concurrent claimers skip each other's rows."""
@@ -114,6 +120,9 @@ class Backend(ABC):
     def notify(self, tx: Connection) -> None:
         """Wake every instance's feed, dispatcher and timers when `tx` commits."""
 
+    notify_sql: str
+    """A SQL expression doing `notify` (where instances share a database)."""
+
     @abstractmethod
     def notify_on_cursor(self, cur: Any) -> None:
         """`notify`, on the DBAPI cursor."""
@@ -158,6 +167,8 @@ class SqliteBackend(Backend):
     now = ":now"
     skip_locked = ""
     returning_joins = False
+    writes_in_one_statement = False
+    notify_sql = "NULL"
 
     def later(self, seconds_param: str) -> str:
         return f":{seconds_param}_at"
@@ -241,6 +252,8 @@ class PostgresBackend(Backend):
     now = "now()"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     returning_joins = True
+    writes_in_one_statement = True
+    notify_sql = f"pg_notify('{NOTIFY_CHANNEL}', '')"
 
     def later(self, seconds_param: str) -> str:
         return f"(now() + make_interval(secs => :{seconds_param}))"
@@ -325,8 +338,6 @@ class PostgresBackend(Backend):
         raise ConnectionError("the LISTEN connection was closed")
 
 
-NOTIFY_CHANNEL = "reactive_changes"
-"""The PostgreSQL channel every commit that queues work notifies."""
 
 _PG_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 _PG_TRY_LOCKS = text(

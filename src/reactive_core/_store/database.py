@@ -370,25 +370,40 @@ class Database:
                     else:
                         # Savepoints straight on the driver: SQLAlchemy's nested
                         # transactions cost more Python than the unit's own statements.
+                        # Where the driver takes several statements in one call, a unit's
+                        # RELEASE goes with the next one's SAVEPOINT (one round trip);
+                        # the last one is released by the commit.
                         driver = conn.connection.dbapi_connection
                         assert driver is not None
+                        joined = self.dialect == "postgresql"
+                        release = False
                         for job in batch:
                             conn.info.pop(_AFTER_COMMIT, None)
-                            driver.execute("SAVEPOINT reactive_unit")
+                            if release and joined:
+                                driver.execute("RELEASE reactive_unit; SAVEPOINT reactive_unit")
+                            else:
+                                if release:
+                                    driver.execute("RELEASE reactive_unit")
+                                driver.execute("SAVEPOINT reactive_unit")
+                            release = False
                             try:
                                 job.result = job.fn(conn, *job.args)
                             except BaseException as exc:  # noqa: BLE001 - whatever a unit raises is its caller's
                                 # Whatever one unit raises (KeyboardInterrupt included)
                                 # is that unit's outcome: the others still commit.
-                                driver.execute("ROLLBACK TO reactive_unit")
-                                driver.execute("RELEASE reactive_unit")
+                                if joined:
+                                    driver.execute("ROLLBACK TO reactive_unit; "
+                                                   "RELEASE reactive_unit")
+                                else:
+                                    driver.execute("ROLLBACK TO reactive_unit")
+                                    driver.execute("RELEASE reactive_unit")
                                 conn.info.pop(_AFTER_COMMIT, None)
                                 if _transient(exc) and job.attempts < _MAX_RETRIES:
                                     job.retry = True
                                 else:
                                     job.error = exc
                                 continue
-                            driver.execute("RELEASE reactive_unit")
+                            release = True
                             job.callbacks = _take_after_commit(conn)
                     committing = True
             except BaseException as exc:  # noqa: BLE001 - the whole batch failed to commit
