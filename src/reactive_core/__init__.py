@@ -38,9 +38,10 @@ from ._host.configfile import (
     apply_config_file,
     apply_config_text,
 )
+from ._host.declarations import EntityKind
 from ._host.doctor import DoctorReport, RouteFinding, TableFinding, doctor
 from ._host.host import Host
-from ._host.registry import EntityKind, Registry
+from ._host.registry import Registry
 from ._store.database import after_commit
 from ._timers.timers import Timer, TimerError, Timers, TimerStatus
 from .hookspecs import hookimpl, hookspec

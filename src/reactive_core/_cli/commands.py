@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
+EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR, EXIT_ABANDONED = 0, 1, 2, 3
+"""`reactive`'s exit statuses: success; problems found (doctor, a schema behind); an
+error; work cut off by a stop."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CliCommand:

@@ -21,7 +21,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,21 +37,17 @@ from .._host.host import Host
 from .._store.database import resolve_database_url
 from .._store.migrate import (
     CORE_HISTORY,
-    ComponentRevision,
     require_current,
-    schema_status,
-    upgrade_in,
 )
 from .._timers.timers import TimerStatus
 from . import tables
-from .commands import CliCommand, CliContext
+from .commands import EXIT_ABANDONED, EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, CliCommand, CliContext
+from .db import cmd_db, require_file
 from .demo import run_demo
+from .serve import ForcedExit
 
 logger = logging.getLogger("reactive_core.cli")
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR, EXIT_ABANDONED = 0, 1, 2, 3
-FORCE_GRACE_SECONDS = 2.0
-"""How long past its shutdown deadline `serve` waits for cancelled work before it exits."""
 
 
 # -- options --------------------------------------------------------------------------
@@ -228,15 +223,6 @@ def _make_host(args: argparse.Namespace, config: dict[str, Any],
                 plugins=plugins, entry_points=True, config=config)
 
 
-def _require_file(url: str) -> None:
-    """`ConfigError` when `url` names a SQLite file that does not exist (reading would
-    create an empty one)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
-        raise ConfigError(f"no database at {parsed.database!r}: expected an existing "
-                          "SQLite file (run `reactive apply` or `reactive serve` first)")
-
-
 @asynccontextmanager
 async def _inspecting(host: Host, *, plugin_tables: bool = False) -> AsyncIterator[Host]:
     """`host` (plugins loaded, workers never started) once its database is known to be
@@ -245,7 +231,7 @@ async def _inspecting(host: Host, *, plugin_tables: bool = False) -> AsyncIterat
     url = host.database_url
     try:
         host.load_plugins()
-        _require_file(url)
+        require_file(url)
         existing = await host.table_names()
         if "entity_changes" not in existing:
             raise ConfigError(f"database {tables.display_url(url)} has no reactive-core tables: "
@@ -291,48 +277,12 @@ async def cmd_serve(args: argparse.Namespace, _host: Host) -> int:
                             "second signal cuts them off)", signal.Signals(signum).name,
                             host.config.shutdown_timeout_seconds)
                 break
-            _ForcedExit(host).arm()
+            ForcedExit(host).arm()
     if host.abandoned:
         logger.error("stopped, cutting off: %s", ", ".join(host.abandoned))
         return EXIT_ABANDONED
     logger.info("stopped")
     return EXIT_OK
-
-
-class _ForcedExit:
-    """While a host stops: a second signal, or the deadline passing with a handler that
-    cannot be cancelled (stuck in a thread), ends the process — leases released first,
-    exit status 3."""
-
-    def __init__(self, host: Host) -> None:
-        self._host = host
-        self._lock = threading.Lock()
-
-    def arm(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: self.force("a second signal"))
-        # The host cancels what still runs at its deadline; a thread it cannot cancel
-        # gets a little longer, then the process goes without it.
-        deadline = self._host.config.shutdown_timeout_seconds + FORCE_GRACE_SECONDS
-        timer = threading.Timer(deadline, self.force, args=("the shutdown deadline",))
-        timer.daemon = True
-        timer.start()
-
-    def force(self, why: str) -> None:
-        if not self._lock.acquire(blocking=False):
-            return
-        try:
-            running = [*(f"delivery {d.id} ({d.group} {d.kind}:{d.entity_id})"
-                         for d in self._host.dispatcher.running),
-                       *(f"timer {t.topic}:{t.key}" for t in self._host.timer_runner.firing)]
-            print(f"{why}: stopping now, abandoning {', '.join(running) or 'nothing'}",
-                  file=sys.stderr, flush=True)
-            self._host.release_leases_now()
-        except Exception as exc:  # noqa: BLE001 - exiting anyway; leases will expire
-            print(f"could not release leases ({exc}); they expire on their own",
-                  file=sys.stderr, flush=True)
-        finally:
-            os._exit(EXIT_ABANDONED)
 
 
 async def cmd_apply(args: argparse.Namespace, _host: Host) -> int:
@@ -417,47 +367,6 @@ async def cmd_doctor(args: argparse.Namespace, host: Host) -> int:
         report = await doctor(host)
     print(tables.doctor_json(report) if args.json else tables.doctor_text(report))
     return EXIT_OK if report.ok else EXIT_PROBLEMS
-
-
-async def cmd_db(args: argparse.Namespace, host: Host) -> int:
-    """`db upgrade`: apply pending migrations; `db current`: where each component stands."""
-    histories = [CORE_HISTORY, *host.registry.histories]
-    try:
-        if args.db_action == "current":
-            _require_file(host.database_url)
-            revisions = await host.read(schema_status, histories)
-            print(_revisions_json(revisions) if args.json else tables.render_table(
-                ["component", "current", "head", "status"],
-                [(r.component, r.current or ("unversioned" if r.unversioned else "-"), r.head,
-                  "up to date" if r.up_to_date else "behind") for r in revisions]))
-            return EXIT_OK if all(r.up_to_date for r in revisions) else EXIT_PROBLEMS
-        before = {s.component: s for s in await host.read(schema_status, histories)}
-        report = await host.run(upgrade_in, histories,
-                                unversioned=host.registry.unversioned_metadatas)
-    finally:
-        await host.close()
-    upgraded = {step.component: step for step in report.upgraded}
-    for component, status in before.items():
-        step = upgraded.get(component)
-        if step is None:
-            print(f"{component}: {status.head} (up to date)")
-        elif step.from_revision == step.to_revision:
-            print(f"{component}: {step.to_revision} (stamped: its tables were made before it "
-                  "had a version history)")
-        else:
-            stamped = (" (stamped first: its tables were made before it had a version "
-                       "history)") if step.stamped else ""
-            print(f"{component}: {step.from_revision or 'none'} {tables.arrow()} "
-                  f"{step.to_revision}{stamped}")
-    if report.created_tables:
-        print(f"created plugin tables: {', '.join(report.created_tables)}")
-    return EXIT_OK
-
-
-def _revisions_json(revisions: Sequence[ComponentRevision]) -> str:
-    return tables.to_json([{"component": r.component, "current": r.current, "head": r.head,
-                            "unversioned": r.unversioned, "up_to_date": r.up_to_date}
-                           for r in revisions])
 
 
 async def cmd_demo(args: argparse.Namespace, _host: Host) -> int:

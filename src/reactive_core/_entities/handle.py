@@ -17,7 +17,7 @@ from .state import state_json, validate_state
 from .write import Apply, Write, WritePath
 
 if TYPE_CHECKING:
-    from .._host.registry import EntityKind
+    from .._host.declarations import EntityKind
     from .._store.database import Database
 
 S = TypeVar("S", bound=BaseModel)

@@ -13,7 +13,7 @@ from pydantic_core import PydanticSerializationError
 from .._errors import InvalidEntityState
 
 if TYPE_CHECKING:
-    from .._host.registry import EntityKind
+    from .._host.declarations import EntityKind
 
 
 def _invalid(kind: EntityKind, entity_id: str, exc: ValidationError,

@@ -29,7 +29,8 @@ from .state import state_json, storable_json, validate_state
 
 if TYPE_CHECKING:
     from .._delivery.queue import WorkQueueStore
-    from .._host.registry import EntityKind, Registry
+    from .._host.declarations import EntityKind
+    from .._host.registry import Registry
 
 S = TypeVar("S", bound=BaseModel)
 

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 import sniffio
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
@@ -171,19 +171,6 @@ class Database:
             conn.connection.dbapi_connection.execute(begin_sql)  # type: ignore[union-attr]
 
         return engine
-
-    # -- schema ---------------------------------------------------------------------
-
-    async def create_all(self, *metadatas: MetaData) -> None:
-        """Create every table of `metadatas` that does not exist yet."""
-
-        def create(tx: Connection) -> None:
-            # Instances starting together must not race to create the same tables.
-            self.backend.schema_lock(tx)
-            for md in metadatas:
-                md.create_all(tx)
-
-        await self.run(create)
 
     # -- units of work --------------------------------------------------------------
 
