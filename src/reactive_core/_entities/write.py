@@ -177,7 +177,7 @@ class WritePath:
         _check_write_args(kind, entity_id, actor, reason)
         b = self._b
         cur = self._cursor(tx)
-        b.lock_on_cursor(cur, lock_key(kind.kind, entity_id))
+        b.lock_on_cursor(cur, kind.kind, entity_id)
         stored: dict[str, Any] | None = None
         stored_text: str | None = None
         if kind.read is None:
@@ -250,11 +250,12 @@ class WritePath:
             seq = b.inserted_seq(cur)
             if changed:
                 before, after = prev_json or {}, next_json or {}
-                cur.executemany(self._insert_transition, [
-                    (seq, kind.kind, entity_id, name, value_text(before.get(name)),
-                     value_text(after.get(name)), now)
-                    for name in changed
-                ])
+                rows = [(seq, kind.kind, entity_id, name, value_text(before.get(name)),
+                         value_text(after.get(name)), now) for name in changed]
+                if len(rows) == 1:
+                    cur.execute(self._insert_transition, rows[0])
+                else:
+                    cur.executemany(self._insert_transition, rows)
             self._queue.enqueue(cur, seq=seq, kind=kind.kind, entity_id=entity_id,
                                 local_groups=groups, now=now)
             b.notify_on_cursor(cur)

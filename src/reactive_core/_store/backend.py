@@ -108,8 +108,9 @@ class Backend(ABC):
         """A transaction-scoped lock on `key` (SQLite's single writer is the lock)."""
 
     @abstractmethod
-    def lock_on_cursor(self, cur: Any, key: int) -> None:
-        """`lock`, on the DBAPI cursor of the unit of work (the write path's hot loop)."""
+    def lock_on_cursor(self, cur: Any, *parts: str) -> None:
+        """`lock` on `lock_key(*parts)`, on the DBAPI cursor of the unit of work (the
+        write path's hot loop; the key is computed only where there is a lock to take)."""
 
     @abstractmethod
     def try_locks(self, tx: Connection, keys: Sequence[int]) -> set[int]:
@@ -205,7 +206,7 @@ class SqliteBackend(Backend):
     def lock(self, tx: Connection, key: int) -> None:
         return None
 
-    def lock_on_cursor(self, cur: Any, key: int) -> None:
+    def lock_on_cursor(self, cur: Any, *parts: str) -> None:
         return None
 
     def try_locks(self, tx: Connection, keys: Sequence[int]) -> set[int]:
@@ -284,8 +285,8 @@ class PostgresBackend(Backend):
     def lock(self, tx: Connection, key: int) -> None:
         tx.execute(_PG_LOCK, {"key": key})
 
-    def lock_on_cursor(self, cur: Any, key: int) -> None:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+    def lock_on_cursor(self, cur: Any, *parts: str) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(*parts),))
 
     def try_locks(self, tx: Connection, keys: Sequence[int]) -> set[int]:
         if not keys:

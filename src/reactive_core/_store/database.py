@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import sniffio
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -278,7 +279,15 @@ class Database:
             lane.writing = True
             try:
                 with anyio.CancelScope(shield=True):
-                    while lane.pending:
+                    while True:
+                        if not lane.pending:
+                            # Let the callers just answered queue their next units: they
+                            # join the next batch instead of one of them leading a batch
+                            # of one while the rest wait (a convoy of alternating
+                            # batches of 1 and N-1).
+                            await anyio.lowlevel.checkpoint()
+                            if not lane.pending:
+                                break
                         batch = lane.pending[:_MAX_BATCH]
                         del lane.pending[:_MAX_BATCH]
                         await self._commit_batch(lane, batch)
