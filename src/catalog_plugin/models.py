@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from reactive_core import Identifier
+
 CATALOG_KIND = "catalog-system"
 """The entity kind of catalog systems: one entity per system, keyed by system id."""
 
@@ -53,13 +55,12 @@ class SystemDeclaration(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(min_length=1)
+    id: Identifier
     name: str = Field(min_length=1)
     description: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
 
-    _id_not_blank = field_validator("id")(_not_blank)
     _name_not_blank = field_validator("name")(_not_blank)
 
 
@@ -68,6 +69,6 @@ class DependencyDeclaration(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source: str = Field(min_length=1)
-    target: str = Field(min_length=1)
+    source: Identifier
+    target: Identifier
     impact: Impact = Impact.DEGRADED

@@ -30,7 +30,14 @@ from sqlalchemy import (
     update,
 )
 
-from reactive_core import Actor, EntityChange, EntityHandle, ReactiveCoreError
+from reactive_core import (
+    Actor,
+    EntityChange,
+    EntityHandle,
+    InvalidIdentifier,
+    ReactiveCoreError,
+    check_id,
+)
 
 from .models import CATALOG_KIND, CatalogSystem, Dependency, Impact
 from .schema import catalog_dependencies as _deps
@@ -119,11 +126,10 @@ def _impact(value: Impact | str) -> Impact:
 
 
 def _check_id(value: object, role: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidDependency(
-            f"{role} system id must be a non-empty string, received {value!r}", field=role
-        )
-    return value
+    try:
+        return check_id(value, f"{role} system id")
+    except InvalidIdentifier as exc:
+        raise InvalidDependency(str(exc), field=role) from None
 
 
 class Catalog:

@@ -14,11 +14,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, delete, update
 
-from reactive_core import Actor
+from reactive_core import Actor, InvalidIdentifier, check_id
 
 from . import queries as q
 from .entity import system_ids
-from .models import MAX_ID_LENGTH, CheckConfiguration, InvalidCheck, UnknownCheck
+from .models import CheckConfiguration, InvalidCheck, UnknownCheck
 from .queries import utcnow
 from .schema import health_check_configurations as _cfg
 from .writes import ServiceParts
@@ -34,13 +34,11 @@ class CheckWrite:
 
 
 def valid_id(value: object, what: str, field: str) -> str:
-    """`value` when it is a usable id, else `InvalidCheck` naming `field`."""
-    if (not isinstance(value, str) or not value.strip() or value != value.strip()
-            or len(value) > MAX_ID_LENGTH):
-        raise InvalidCheck(
-            f"{what} id must be a non-blank string of at most {MAX_ID_LENGTH} characters "
-            f"without surrounding spaces, received {value!r}", field=field)
-    return value
+    """`value` when it follows the identifier rule, else `InvalidCheck` naming `field`."""
+    try:
+        return check_id(value, f"{what} id")
+    except InvalidIdentifier as exc:
+        raise InvalidCheck(str(exc), field=field) from None
 
 
 class CheckOps(ServiceParts):

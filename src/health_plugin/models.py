@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from reactive_core import ReactiveCoreError
+from reactive_core import Identifier, ReactiveCoreError
 
 from .evaluator import HealthStatus, Thresholds
 
@@ -23,16 +23,6 @@ HEALTH_KIND = "health"
 
 CATALOG_KIND = "catalog-system"
 """The catalog's kind; when a host defines it, associations must name its systems."""
-
-MAX_ID_LENGTH = 200
-
-
-def _check_id_text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank: expected visible characters")
-    if value != value.strip():
-        raise ValueError("must not start or end with whitespace")
-    return value
 
 
 class HealthState(BaseModel):
@@ -123,14 +113,12 @@ class CheckDeclaration(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    id: Identifier
     name: str | None = Field(default=None, min_length=1)
     strategy: str = Field(min_length=1)
     config: dict[str, Any] = Field(default_factory=dict)
     interval_seconds: float = Field(default=60.0, gt=0, le=86_400 * 7)
     paused: bool = False
-
-    _id_ok = field_validator("id")(_check_id_text)
 
 
 class AssociationDeclaration(BaseModel):
@@ -138,8 +126,8 @@ class AssociationDeclaration(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    system: str = Field(min_length=1)
-    check: str = Field(min_length=1)
+    system: Identifier
+    check: Identifier
     enabled: bool = True
     thresholds: Thresholds | None = None
 

@@ -26,7 +26,7 @@ def test_db_upgrade_brings_a_release_0_1_0_database_up_to_date(health_cli: Cli) 
     assert current.returncode == 1, current.stderr  # behind
     assert sorted(table(current.stdout)[1:]) == [
         ["catalog", "unversioned", "0001", "behind"],
-        ["health", "unversioned", "0002", "behind"],
+        ["health", "unversioned", "0003", "behind"],
         ["reactive_core", "unversioned", "0002", "behind"]]
     assert {r["component"]: (r["current"], r["unversioned"], r["up_to_date"])
             for r in json.loads(as_json.stdout)} == {
@@ -44,16 +44,16 @@ def test_db_upgrade_brings_a_release_0_1_0_database_up_to_date(health_cli: Cli) 
     stamped = "(stamped first: its tables were made before it had a version history)"
     assert upgraded == {
         "reactive_core": f"0001 → 0002 {stamped}",
-        "health": f"0001 → 0002 {stamped}",
+        "health": f"0001 → 0003 {stamped}",
         "catalog": "0001 (stamped: its tables were made before it had a version history)"}
     current, again, changes = health_cli.many(["db", "current", "--json"], ["db", "upgrade"],
                                               ["changes"])
     assert {r["component"]: (r["current"], r["up_to_date"])
             for r in json.loads(current.stdout)} == {
-        "reactive_core": ("0002", True), "catalog": ("0001", True), "health": ("0002", True)}
+        "reactive_core": ("0002", True), "catalog": ("0001", True), "health": ("0003", True)}
     assert _by_component(again.stdout) == {
         "reactive_core": "0002 (up to date)", "catalog": "0001 (up to date)",
-        "health": "0002 (up to date)"}
+        "health": "0003 (up to date)"}
     assert ["catalog-system", "cache"] in [row[2:4] for row in table(changes.stdout)]
     assert current.returncode == again.returncode == changes.returncode == 0
 

@@ -22,6 +22,7 @@ from health_plugin import (
     CheckOutcome,
     HealthPlugin,
     HealthStatus,
+    InvalidCheck,
     Thresholds,
     health_service,
 )
@@ -150,3 +151,23 @@ async def test_config_apply_and_catalog_tombstone_cleanup(pg_url: str, anyio_bac
         assert [x.system_id for x in await health_service(a).associations()] == ["api"]
         tombstone = (await a.changes(kind="health", entity_id="web"))[-1]
         assert tombstone.next is None
+
+
+async def test_ids_of_the_longest_allowed_length_work_end_to_end(
+    pg_url: str, anyio_backend: str,
+) -> None:
+    # One identifier rule (up to 255 characters) for systems and checks, on PostgreSQL
+    # too: every column holding them is wide enough.
+    system_id, check = "s" * 255, "c" * 255
+    async with make_host(pg_url, "host-a") as host:
+        service = health_service(host)
+        await Catalog(host).upsert_system(system_id, name="long")
+        await service.upsert_check(check, strategy="tcp",
+                                    config={"host": "127.0.0.1", "port": 9})
+        await service.associate(system_id, check, thresholds=EAGER)
+        await service.record_run(check, FAIL)
+        health = await service.status(system_id)
+        assert health is not None and health.status == HealthStatus.UNHEALTHY
+        with pytest.raises(InvalidCheck, match="has 256 characters"):
+            await service.upsert_check(check + "c", strategy="tcp",
+                                        config={"host": "127.0.0.1", "port": 9})

@@ -269,7 +269,9 @@ async def test_add_dependency_names_an_unknown_system(catalog: Catalog) -> None:
     ("api", "web", "degraded", r"api -> web would close a cycle \(api -> web -> api\)"),
     ("db", "web", "fatal",
      r"impact must be one of informational, degraded, critical, received 'fatal'"),
-    ("", "web", "degraded", r"source system id must be a non-empty string, received ''"),
+    ("", "web", "degraded", r"source system id '' is empty: expected printable text"),
+    (" web", "api", "degraded", r"source system id ' web' .*surrounding whitespace"),
+    ("web", "a\u200bpi", "degraded", r"target system id .* non-printable character"),
 ])
 async def test_add_dependency_refuses_self_edges_cycles_and_bad_input(
     catalog: Catalog, source: str, target: str, impact: str, message: str

@@ -113,6 +113,18 @@ BAD_CASES = {
         ("degraded_min_failures: 3", "degraded_min_failures: 7"), "thresholds:",
         ("associations[0].thresholds: Value error, degraded_min_failures (7) must not exceed "
          "unhealthy_min_failures (6)")),
+    "system id with surrounding space": (
+        ("  - id: api\n    name: Orders API", "  - id: 'api '\n    name: Orders API"),
+        "id: 'api '", "systems[0].id: Value error, starts or ends with whitespace"),
+    "system id with a zero-width space": (
+        ("  - id: api\n    name: Orders API", "  - id: \"a\\u200bpi\"\n    name: Orders API"),
+        "id: \"a", "systems[0].id: Value error, holds the non-printable character"),
+    "check id of 256 characters": (
+        ("  - id: db-tcp", "  - id: " + "c" * 256), "c" * 256,
+        "checks[1].id: Value error, has 256 characters"),
+    "association naming a check id with a newline": (
+        ("check: db-tcp", "check: \"db\\ntcp\""), "check: \"db",
+        "associations[1].check: Value error, holds the non-printable character"),
     "misspelled key": (
         ("interval_seconds: 30", "intervall_seconds: 30"), "intervall_seconds",
         "checks[0].intervall_seconds: unknown field"),

@@ -58,7 +58,7 @@ async def test_a_fresh_database_runs_every_revision_and_matches_the_models(
         pass
     assert _versions(sqlite_url) == {"alembic_version_reactive_core": "0002",
                                      "alembic_version_catalog": "0001",
-                                     "alembic_version_health": "0002"}
+                                     "alembic_version_health": "0003"}
     assert schema_differences(sqlite_url, histories()) == []
 
 
@@ -103,7 +103,7 @@ async def test_migrate_false_refuses_a_database_that_is_behind(sqlite_url: str) 
             pytest.fail("a host started on a database that is behind")
     message = str(refused.value)
     assert "reactive_core at 0001 (head 0002" in message
-    assert "health at 0001 (head 0002" in message
+    assert "health at 0001 (head 0003" in message
     assert "catalog at 0001 (head 0001" in message
     assert "run `reactive db upgrade`" in message.lower()
     assert "alembic_version_reactive_core" not in _tables(sqlite_url)  # nothing migrated
