@@ -117,6 +117,10 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
     transitions.add_argument("--kind", metavar="K")
     transitions.add_argument("--id", dest="entity_id", metavar="ID")
     transitions.add_argument("--field", metavar="F")
+    transitions.add_argument("--after", type=int, metavar="ID",
+                             help="the N rows with an id above ID (to page forward)")
+    transitions.add_argument("--before", type=int, metavar="ID",
+                             help="the newest N rows with an id below ID (to page back)")
     transitions.add_argument("--limit", type=_positive, default=100, metavar="N",
                              help="show the newest N rows (default 100)")
 
@@ -125,9 +129,9 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
     changes.add_argument("--kind", metavar="K")
     changes.add_argument("--id", dest="entity_id", metavar="ID")
     changes.add_argument("--after", type=int, default=0, metavar="SEQ",
-                         help="only changes with a seq above SEQ")
+                         help="the N changes with a seq above SEQ (to page forward)")
     changes.add_argument("--before", type=int, metavar="SEQ",
-                         help="only changes with a seq below SEQ (to page back)")
+                         help="the newest N changes with a seq below SEQ (to page back)")
     changes.add_argument("--limit", type=_positive, default=100, metavar="N",
                          help="show the newest N changes (default 100)")
 
@@ -137,8 +141,10 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
     deliveries.add_argument("--status", choices=["pending", "done", "dead"])
     deliveries.add_argument("--group", metavar="G")
     deliveries.add_argument("--limit", type=_positive, default=100, metavar="N")
+    deliveries.add_argument("--after", type=int, metavar="ID",
+                            help="the N deliveries with an id above ID (to page forward)")
     deliveries.add_argument("--before", type=int, metavar="ID",
-                            help="only deliveries with an id below ID (to page back)")
+                            help="the newest N deliveries with an id below ID (to page back)")
     deliveries.add_argument("--replay", type=int, metavar="ID",
                             help="re-queue the dead-lettered delivery ID")
 
@@ -318,7 +324,8 @@ async def cmd_transitions(args: argparse.Namespace, host: Host) -> int:
     """List transition rows."""
     async with _inspecting(host):
         rows = await host.transitions(kind=args.kind, entity_id=args.entity_id,
-                                      field=args.field, limit=args.limit)
+                                      field=args.field, limit=args.limit,
+                                      after_id=args.after, before_id=args.before)
     print(tables.to_json(rows) if args.json else tables.transitions_table(rows))
     return EXIT_OK
 
@@ -328,7 +335,7 @@ async def cmd_changes(args: argparse.Namespace, host: Host) -> int:
     async with _inspecting(host):
         rows = await host.changes(kind=args.kind, entity_id=args.entity_id,
                                   after_seq=args.after, before_seq=args.before,
-                                  limit=args.limit, newest=True)
+                                  limit=args.limit, newest=not args.after)
     print(tables.to_json(rows) if args.json else tables.changes_table(rows))
     return EXIT_OK
 
@@ -343,7 +350,8 @@ async def cmd_deliveries(args: argparse.Namespace, host: Host) -> int:
             rows = [row]
         else:
             rows = await host.deliveries(dead=args.dead, status=args.status, group=args.group,
-                                         limit=args.limit, before=args.before)
+                                         limit=args.limit, before=args.before,
+                                         after=args.after)
     if args.json:
         print(tables.to_json(rows[0] if args.replay is not None else rows))
     else:

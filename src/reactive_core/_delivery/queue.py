@@ -368,18 +368,24 @@ class WorkQueueStore:
     # -- operators --------------------------------------------------------------------
 
     def list(self, tx: Connection, *, status: DeliveryStatus | str | None = None,
-             group: str | None = None, limit: int = 100,
-             before: int | None = None) -> list[DeliveryRow]:
-        """Deliveries newest first (ids below `before`, when given), filtered."""
+             group: str | None = None, limit: int = 100, before: int | None = None,
+             after: int | None = None) -> list[DeliveryRow]:
+        """Deliveries newest first, filtered, one page read in SQL: the newest `limit`
+        (with ids below `before`, when given), or with `after` the `limit` oldest ids
+        above it (the next page forward, still listed newest first)."""
         d = entity_deliveries
-        query = select(d).order_by(d.c.id.desc()).limit(limit)
+        forward = after is not None and before is None
+        query = select(d).order_by(d.c.id if forward else d.c.id.desc()).limit(limit)
         if status is not None:
             query = query.where(d.c.status == DeliveryStatus(status).value)
         if group is not None:
             query = query.where(d.c.group_name == group)
         if before is not None:
             query = query.where(d.c.id < before)
-        return [delivery_row(r) for r in tx.execute(query).all()]
+        if after is not None:
+            query = query.where(d.c.id > after)
+        rows = [delivery_row(r) for r in tx.execute(query).all()]
+        return rows[::-1] if forward else rows
 
     def replay(self, tx: Connection, delivery_id: int) -> DeliveryRow:
         """Put dead letter `delivery_id` back in its entity's queue with fresh retries."""

@@ -32,10 +32,12 @@ def read_changes(
     after_seq: int = 0, before_seq: int | None = None, limit: int | None = None,
     newest: bool = False,
 ) -> list[EntityChange]:
-    """Changes by seq, filtered; with `newest` and `limit`, the newest `limit` of them.
+    """Changes by seq (oldest first), filtered; one page read in SQL.
 
-    Paged in SQL: `after_seq` / `before_seq` are exclusive bounds, so a listing can
-    walk a log of any size a page at a time.
+    `after_seq` / `before_seq` are exclusive bounds. With `limit`, the page is the
+    oldest `limit` above `after_seq` — or, with `newest` or `before_seq`, the newest
+    `limit` below `before_seq` — so a listing walks a log of any size a page at a
+    time, forward from a seq or back from one, without gaps.
     """
     c = entity_changes
     query = select(c).where(c.c.seq > after_seq)
@@ -45,11 +47,12 @@ def read_changes(
         query = query.where(c.c.kind == kind)
     if entity_id is not None:
         query = query.where(c.c.entity_id == entity_id)
-    query = query.order_by(c.c.seq.desc() if newest else c.c.seq)
+    backward = limit is not None and (newest or before_seq is not None)
+    query = query.order_by(c.c.seq.desc() if backward else c.c.seq)
     if limit is not None:
         query = query.limit(limit)
     rows = [row_to_change(r) for r in tx.execute(query).all()]
-    return rows[::-1] if newest else rows
+    return rows[::-1] if backward else rows
 
 
 def _transition(row: Any) -> Transition:
@@ -62,8 +65,13 @@ def _transition(row: Any) -> Transition:
 def read_transitions(
     tx: Connection, *, kind: str | None = None, entity_id: str | None = None,
     field: str | None = None, limit: int | None = None, before_id: int | None = None,
+    after_id: int | None = None,
 ) -> list[Transition]:
-    """Transition rows oldest first; with `limit`, the newest `limit` (below `before_id`)."""
+    """Transition rows oldest first, filtered; one page read in SQL.
+
+    With `limit`: the newest `limit` (with ids below `before_id`, when given), or with
+    `after_id` alone the oldest `limit` above it (the next page forward).
+    """
     t = entity_transitions
     query = select(t)
     for column, value in ((t.c.kind, kind), (t.c.entity_id, entity_id), (t.c.field, field)):
@@ -71,8 +79,11 @@ def read_transitions(
             query = query.where(column == value)
     if before_id is not None:
         query = query.where(t.c.id < before_id)
+    if after_id is not None:
+        query = query.where(t.c.id > after_id)
     if limit is not None:
-        query = query.order_by(t.c.id.desc()).limit(limit)
+        forward = after_id is not None and before_id is None
+        query = query.order_by(t.c.id if forward else t.c.id.desc()).limit(limit)
     else:
         query = query.order_by(t.c.transitioned_at, t.c.id)
     rows = [_transition(r) for r in tx.execute(query).all()]

@@ -359,7 +359,9 @@ class Host:
         after_seq: int = 0, before_seq: int | None = None, limit: int | None = None,
         newest: bool = False,
     ) -> list[EntityChange]:
-        """Logged changes by seq, filtered, paged in SQL (`newest`: the last `limit`)."""
+        """Logged changes by seq, filtered, one page read in SQL: with `limit`, the
+        oldest `limit` above `after_seq`, or (with `newest` or `before_seq`) the newest
+        `limit` below `before_seq`."""
         return await self.read(functools.partial(
             read_changes, kind=kind, entity_id=entity_id, after_seq=after_seq,
             before_seq=before_seq, limit=limit, newest=newest))
@@ -367,20 +369,26 @@ class Host:
     async def transitions(
         self, *, kind: str | None = None, entity_id: str | None = None,
         field: str | None = None, limit: int | None = None, before_id: int | None = None,
+        after_id: int | None = None,
     ) -> list[Transition]:
-        """Per-field transition rows, oldest first (with `limit`: the newest `limit`)."""
+        """Per-field transition rows, oldest first; with `limit`, the newest `limit` (below
+        `before_id`), or with `after_id` the oldest `limit` above it."""
         return await self.read(functools.partial(
             read_transitions, kind=kind, entity_id=entity_id, field=field, limit=limit,
-            before_id=before_id))
+            before_id=before_id, after_id=after_id))
 
     async def deliveries(
         self, *, dead: bool = False, status: DeliveryStatus | str | None = None,
         group: str | None = None, limit: int = 100, before: int | None = None,
+        after: int | None = None,
     ) -> list[DeliveryRow]:
-        """Work-queue deliveries newest first; `dead=True` lists the dead letters."""
+        """Work-queue deliveries newest first, one page: the newest `limit` (ids below
+        `before`), or with `after` the next `limit` ids above it; `dead=True` lists the
+        dead letters."""
         chosen = DeliveryStatus.DEAD if dead else status
         return await self.read(functools.partial(
-            self._queue.list, status=chosen, group=group, limit=limit, before=before))
+            self._queue.list, status=chosen, group=group, limit=limit, before=before,
+            after=after))
 
     async def work_queue_status(self) -> QueueStatus:
         """Every work-queue route with its backlog and when it was last seen, and the
