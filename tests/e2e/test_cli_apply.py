@@ -36,7 +36,7 @@ def test_apply_declares_then_a_second_run_changes_nothing(cli: Cli) -> None:
         "created system web", "created system api", "added dependency web -> api (critical)",
     ]
     assert second == "no changes\n"
-    assert [(c["id"], c["changed_fields"]) for c in cli.json("changes")] == [
+    assert [(c["entity_id"], c["changed_fields"]) for c in cli.json("changes")] == [
         ("web", ["metadata", "name", "tags"]),
         ("api", ["description", "metadata", "name", "tags"]),
     ]
@@ -50,7 +50,7 @@ def test_apply_reports_what_an_edited_file_changes(cli: Cli) -> None:
 
     assert out.splitlines() == ["updated system web (tags)"]
     last = cli.json("changes", "--limit", "1")
-    assert [(c["id"], c["delta"], c["actor"]) for c in last] == [
+    assert [(c["entity_id"], c["delta"], c["actor"]) for c in last] == [
         ("web", {"tags": ["frontend", "tier-1"]}, {"type": "config", "id": "apply"})]
 
 

@@ -57,7 +57,7 @@ def test_transitions_table_and_json_with_filters(catalog: Cli) -> None:
         ("transitions", "--id", "web", "--json"), ("transitions", "--limit", "1", "--json"))
     rows = table(text)
 
-    assert rows[0] == ["TIME", "KIND", "ID", "FIELD", "FROM → TO"]
+    assert rows[0] == ["TIME (UTC)", "KIND", "ID", "FIELD", "FROM → TO"]
     assert [r[1:] for r in rows[1:]] == [
         ["catalog-system", "web", "tags", '- → ["frontend"]'],
         ["catalog-system", "api", "tags", "- → []"],
@@ -78,7 +78,7 @@ def test_changes_table_and_json_show_the_feed_newest_last(catalog: Cli) -> None:
         ("changes", "--after", "3", "--json"), ("changes", "--kind", "nothing-of-this-kind"))
     rows = table(text)
 
-    assert rows[0] == ["SEQ", "TIME", "KIND", "ID", "WHAT", "CHANGED", "ACTOR", "REASON"]
+    assert rows[0] == ["SEQ", "TIME (UTC)", "KIND", "ID", "WHAT", "CHANGED", "ACTOR", "REASON"]
     assert [(r[0], r[3], r[4], r[5], r[6], r[7]) for r in rows[1:]] == [
         ("1", "web", "created", "metadata,name,tags", "config:apply", "declared in a config file"),
         ("2", "api", "created", "metadata,name,tags", "config:apply", "declared in a config file"),
@@ -92,6 +92,46 @@ def test_changes_table_and_json_show_the_feed_newest_last(catalog: Cli) -> None:
     ]
     assert [c["seq"] for c in json.loads(after)] == [4]
     assert none == "no changes\n"
+
+
+def test_listings_json_names_the_same_concept_the_same_and_every_time_is_utc(
+    catalog: Cli,
+) -> None:
+    changes, transitions, deliveries, timers = (json.loads(out) for out in outputs(
+        catalog, ("changes", "--json"), ("transitions", "--json"), ("deliveries", "--json"),
+        ("timers", "--json")))
+
+    # The entity a row is about: `kind` and `entity_id`, in every listing.
+    for rows in (changes, transitions, deliveries):
+        assert rows and all({"kind", "entity_id"} <= set(row) for row in rows)
+    assert {(c["kind"], c["entity_id"]) for c in changes} == {
+        ("catalog-system", "web"), ("catalog-system", "api")}
+    assert "id" not in changes[0]  # `id` is a row's own number elsewhere, not an entity's
+    # The change a row belongs to: `change_seq`, matching a change's `seq`.
+    seqs = {c["seq"] for c in changes}
+    assert {t["change_seq"] for t in transitions} == seqs
+    assert {d["change_seq"] for d in deliveries} == seqs
+    # Every moment is a `..._at` field in ISO 8601 UTC.
+    moments = [value for rows in (changes, transitions, deliveries, timers) for row in rows
+               for key, value in row.items() if key.endswith("_at") and value is not None]
+    assert len(moments) > 20
+    assert all(datetime.fromisoformat(m).utcoffset() == timedelta(0) for m in moments)
+    assert all(m.endswith("+00:00") for m in moments)
+
+
+def test_every_time_column_says_utc_and_its_values_are_utc(catalog: Cli) -> None:
+    changes, transitions, timers, as_json = outputs(
+        catalog, ("changes",), ("transitions",), ("timers",), ("changes", "--json"))
+
+    first = json.loads(as_json)[0]
+    for text, column in ((changes, 1), (transitions, 0), (timers, 2)):
+        rows = table(text)
+        assert rows[0][column].endswith(" (UTC)"), rows[0]
+        assert not any("TIME" in h or "DUE" in h for i, h in enumerate(rows[0]) if i != column)
+    assert table(changes)[1][1] == datetime.fromisoformat(first["occurred_at"]).strftime(
+        "%Y-%m-%d %H:%M:%S")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \((in )?(\d+[dhm] )*\d+[dhms]( ago)?\)",
+                        table(timers)[1][2])
 
 
 def test_deliveries_table_and_json(catalog: Cli) -> None:
@@ -124,7 +164,7 @@ def test_doctor_is_ok_for_the_installed_plugins(catalog: Cli) -> None:
     assert [(r["group"], r["kind"], r["pending"], r["stale"]) for r in data["routes"]] == [
         ("catalog-edge-cleanup", "catalog-system", 0, False)]
     routes = table(text.split("\n\n")[2])
-    assert routes[0] == ["GROUP", "KIND", "LAST SEEN", "PENDING", "ROUTE"]
+    assert routes[0] == ["GROUP", "KIND", "LAST SEEN (UTC)", "PENDING", "ROUTE"]
     assert routes[1][:2] + routes[1][3:] == [
         "catalog-edge-cleanup", "catalog-system", "0", "live"]
 

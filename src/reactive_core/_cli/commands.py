@@ -73,15 +73,19 @@ class CliContext:
         """Print `value` as JSON with `--json`, else as `table(value)`."""
         self.print(tables.to_json(value) if self.json else table(value))
 
-    # Formatting, shared with the core's own listings.
+    # Formatting, shared with the core's own listings. Times are UTC: a time column's
+    # header is `utc("since")` (`SINCE (UTC)`), its values `fmt_time` / `fmt_since`.
     render_table = staticmethod(tables.render_table)
     fmt_time = staticmethod(tables.fmt_time)
     fmt_duration = staticmethod(tables.fmt_duration)
 
+    utc = staticmethod(tables.utc)
+
     @staticmethod
-    def fmt_since(since: datetime | None, now: datetime) -> str:
-        """`2025-06-01 12:00:03 UTC (for 3m 12s)`; `-` when unknown."""
-        return tables.fmt_since(since, now)
+    def fmt_since(since: datetime | None, now: datetime, *, future: bool = False) -> str:
+        """`2025-06-01 12:00:03 (for 3m 12s)` (UTC: head the column with `utc(...)`), or
+        with `future` `... (in 3m 12s)` / `... (3m 12s ago)`; `-` when unknown."""
+        return tables.fmt_since(since, now, future=future)
 
     @staticmethod
     def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

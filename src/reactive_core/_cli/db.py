@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from .._errors import ConfigError
 from .._host.host import Host
@@ -19,6 +20,36 @@ from .._store.migrate import (
 from . import tables
 from .commands import EXIT_OK, EXIT_PROBLEMS
 
+DRIVER_EXTRAS = {"psycopg": "postgres"}
+"""The extra of reactive-core that installs each database driver it supports."""
+
+
+def require_driver(url: str) -> None:
+    """`ConfigError` naming what to install when the driver of a PostgreSQL `url` cannot
+    be imported (rather than a traceback from inside SQLAlchemy). A URL that is not
+    valid is left for the database to refuse."""
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "postgresql":
+            return
+        dialect = parsed.get_dialect()
+    except ArgumentError:
+        return
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        driver = parsed.get_driver_name()
+        extra = DRIVER_EXTRAS.get(driver)
+        if extra is not None:
+            hint = (f"install reactive-core's '{extra}' extra: "
+                    f"pip install 'reactive-core[{extra}]'")
+        else:
+            hint = ("expected the psycopg driver (postgresql+psycopg://...), which "
+                    "reactive-core's 'postgres' extra installs: "
+                    "pip install 'reactive-core[postgres]'")
+        raise ConfigError(f"database {tables.display_url(url)} needs the PostgreSQL driver "
+                          f"{driver}, which cannot be imported ({exc}): {hint}") from exc
+
 
 def require_file(url: str) -> None:
     """`ConfigError` when `url` names a SQLite file that does not exist (reading would
@@ -27,8 +58,6 @@ def require_file(url: str) -> None:
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
         raise ConfigError(f"no database at {parsed.database!r}: expected an existing "
                           "SQLite file (run `reactive apply` or `reactive serve` first)")
-
-
 
 
 async def cmd_db(args: argparse.Namespace, host: Host) -> int:

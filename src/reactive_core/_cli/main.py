@@ -42,8 +42,9 @@ from .._store.migrate import (
 from .._timers.timers import TimerStatus
 from . import tables
 from .commands import EXIT_ABANDONED, EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, CliCommand, CliContext
-from .db import cmd_db, require_file
+from .db import cmd_db, require_driver, require_file
 from .demo import run_demo
+from .descriptions import EPILOG, VERBOSE_HELP, add_version_option, describe
 from .serve import ForcedExit
 
 logger = logging.getLogger("reactive_core.cli")
@@ -69,7 +70,7 @@ def _global_options(parser: argparse.ArgumentParser, *, after_command: bool = Fa
              "installed entry points")
     parser.add_argument(
         "-v", "--verbose", dest=f"{prefix}verbose", action="count", default=default(0),
-        help="log more (repeat for debug output)")
+        help=VERBOSE_HELP)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,13 +86,16 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.ArgumentParser:
     """The argument parser of `reactive`, with the commands plugins add."""
-    parser = _Parser(prog="reactive", description="Run and inspect a reactive-core host.")
+    parser = _Parser(prog="reactive", description="Run and inspect a reactive-core host.",
+                     epilog=EPILOG)
     _global_options(parser)
+    add_version_option(parser)
     common = _Parser(add_help=False)
     _global_options(common, after_command=True)
     listing = _Parser(add_help=False)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     help="what to do (each command has its own --help)")
 
     serve = commands.add_parser("serve", parents=[common], help="run the host until stopped")
     serve.add_argument("--lease-seconds", type=float, metavar="S",
@@ -114,9 +118,10 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
 
     transitions = commands.add_parser("transitions", parents=[common, listing],
                                       help="the per-field transition log, newest last")
-    transitions.add_argument("--kind", metavar="K")
-    transitions.add_argument("--id", dest="entity_id", metavar="ID")
-    transitions.add_argument("--field", metavar="F")
+    transitions.add_argument("--kind", metavar="K", help="only rows of entity kind K")
+    transitions.add_argument("--id", dest="entity_id", metavar="ID",
+                             help="only rows of the entity with id ID")
+    transitions.add_argument("--field", metavar="F", help="only rows of the field F")
     transitions.add_argument("--after", type=int, metavar="ID",
                              help="the N rows with an id above ID (to page forward)")
     transitions.add_argument("--before", type=int, metavar="ID",
@@ -126,8 +131,9 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
 
     changes = commands.add_parser("changes", parents=[common, listing],
                                   help="the change feed, newest last")
-    changes.add_argument("--kind", metavar="K")
-    changes.add_argument("--id", dest="entity_id", metavar="ID")
+    changes.add_argument("--kind", metavar="K", help="only changes of entity kind K")
+    changes.add_argument("--id", dest="entity_id", metavar="ID",
+                         help="only changes of the entity with id ID")
     changes.add_argument("--after", type=int, default=0, metavar="SEQ",
                          help="the N changes with a seq above SEQ (to page forward)")
     changes.add_argument("--before", type=int, metavar="SEQ",
@@ -138,9 +144,11 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
     deliveries = commands.add_parser("deliveries", parents=[common, listing],
                                      help="work-queue deliveries, newest first")
     deliveries.add_argument("--dead", action="store_true", help="only dead letters")
-    deliveries.add_argument("--status", choices=["pending", "done", "dead"])
-    deliveries.add_argument("--group", metavar="G")
-    deliveries.add_argument("--limit", type=_positive, default=100, metavar="N")
+    deliveries.add_argument("--status", choices=["pending", "done", "dead"],
+                            help="only deliveries with this status")
+    deliveries.add_argument("--group", metavar="G", help="only deliveries of work-queue group G")
+    deliveries.add_argument("--limit", type=_positive, default=100, metavar="N",
+                            help="show the newest N deliveries (default 100)")
     deliveries.add_argument("--after", type=int, metavar="ID",
                             help="the N deliveries with an id above ID (to page forward)")
     deliveries.add_argument("--before", type=int, metavar="ID",
@@ -150,15 +158,18 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
 
     timers = commands.add_parser("timers", parents=[common, listing],
                                  help="durable timers, soonest first")
-    timers.add_argument("--topic", metavar="T")
+    timers.add_argument("--topic", metavar="T",
+                        help="only timers of topic T (a scheduled job's is job:<name>)")
     timers.add_argument("--dead", action="store_true", help="only timers that gave up")
-    timers.add_argument("--limit", type=_positive, default=100, metavar="N")
+    timers.add_argument("--limit", type=_positive, default=100, metavar="N",
+                        help="show the soonest N timers (default 100)")
 
     commands.add_parser("doctor", parents=[common, listing],
                         help="check plugin tables, declarations and dead letters")
 
     db = commands.add_parser("db", help="the database schema: each component's migrations")
-    db_actions = db.add_subparsers(dest="db_action", metavar="ACTION", required=True)
+    db_actions = db.add_subparsers(dest="db_action", metavar="ACTION", required=True,
+                                   help="what to do with the schema")
     db_actions.add_parser("upgrade", parents=[common],
                           help="apply pending migrations (the core's, then each plugin's)")
     db_actions.add_parser("current", parents=[common, listing],
@@ -177,10 +188,11 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
                 f"a plugin adds the command {command.name!r}, which already exists: expected "
                 "a command name unique among the built-in and plugin commands")
         sub = commands.add_parser(command.name, parents=[common, *([listing] * command.listing)],
-                                  help=command.help)
+                                  help=command.help, description=command.help)
         if command.arguments is not None:
             command.arguments(sub)
         sub.set_defaults(plugin_command=command)
+    describe(commands.choices)
     return parser
 
 
@@ -225,8 +237,9 @@ def load_plugin(spec: str) -> object:
 def _make_host(args: argparse.Namespace, config: dict[str, Any],
                database_url: str | None = None) -> Host:
     plugins = [load_plugin(spec) for spec in args.plugins]
-    return Host(database_url=database_url or resolve_database_url(args.database_url),
-                plugins=plugins, entry_points=True, config=config)
+    url = database_url or resolve_database_url(args.database_url)
+    require_driver(url)
+    return Host(database_url=url, plugins=plugins, entry_points=True, config=config)
 
 
 @asynccontextmanager
@@ -336,7 +349,7 @@ async def cmd_changes(args: argparse.Namespace, host: Host) -> int:
         rows = await host.changes(kind=args.kind, entity_id=args.entity_id,
                                   after_seq=args.after, before_seq=args.before,
                                   limit=args.limit, newest=not args.after)
-    print(tables.to_json(rows) if args.json else tables.changes_table(rows))
+    print(tables.changes_json(rows) if args.json else tables.changes_table(rows))
     return EXIT_OK
 
 
@@ -378,10 +391,26 @@ async def cmd_doctor(args: argparse.Namespace, host: Host) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace, _host: Host) -> int:
-    """Run the demo steps of the loaded plugins (see `reactive_core._cli.demo`)."""
+    """Run the demo steps of the loaded plugins (see `reactive_core._cli.demo`), on a
+    temporary SQLite file or on the given database, which must hold no changes yet."""
+    if args.database_url is not None:
+        await _require_no_changes(_make_host(args, {"workers": False}))
     return await run_demo(
         host_factory=lambda url: _make_host(args, {"poll_interval": 0.2}, database_url=url),
         database_url=args.database_url, seconds=args.seconds)
+
+
+async def _require_no_changes(host: Host) -> None:
+    """`ConfigError` when `host`'s database already has changes: the demo's story (its
+    systems created, their health turning) only plays out on a database of its own."""
+    try:
+        if "entity_changes" in await host.table_names() and await host.changes(limit=1):
+            raise ConfigError(
+                f"database {tables.display_url(host.database_url)} already holds changes: "
+                "`reactive demo` expected an empty database (create a new one, or leave out "
+                "--database-url to run on a temporary SQLite file)")
+    finally:
+        await host.close()
 
 
 async def cmd_plugin(args: argparse.Namespace, host: Host) -> int:
@@ -407,9 +436,15 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Host], Awaitable[int]]] = {
 
 # -- entry point ----------------------------------------------------------------------
 
-def _setup_logging(command: str, verbose: int) -> None:
+def log_level(command: str, verbose: int) -> int:
+    """The logging level of `command` with `verbose` times `-v`: `serve` starts at INFO,
+    the other commands at WARNING; each `-v` is one level more, down to DEBUG."""
     base = logging.INFO if command == "serve" else logging.WARNING
-    level = max(logging.DEBUG, base - 10 * verbose)
+    return max(logging.DEBUG, base - 10 * verbose)
+
+
+def _setup_logging(command: str, verbose: int) -> None:
+    level = log_level(command, verbose)
     # httpx logs every request at INFO: one line per health check run is noise.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     # Alembic logs its context on every start; the host logs each upgrade it applies.
@@ -420,8 +455,9 @@ def _setup_logging(command: str, verbose: int) -> None:
 
 def _pre_parse(argv: Sequence[str]) -> argparse.Namespace:
     """The global options, wherever they stand, before the full parser exists."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(prog="reactive", add_help=False)
     _global_options(pre)
+    add_version_option(pre)  # answered before any plugin is loaded
     known, _ = pre.parse_known_args(argv)
     return known
 

@@ -2,6 +2,11 @@
 
 Every listing command renders its rows through one function here, so the text and
 the JSON forms of a listing stay in step. Tables shorten long cells (JSON never does).
+
+Times are UTC everywhere: a table's time columns say so in their header (`TIME (UTC)`,
+`DUE (UTC)`), and JSON times are ISO 8601 with the offset `+00:00`. JSON rows use one
+name per concept across the listings: `kind` and `entity_id` for the entity a row is
+about, `change_seq` for the change a row belongs to, `<what>_at` for a moment.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -48,9 +53,24 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+UTC_SUFFIX = " (UTC)"
+"""What a table header of a time column ends with: the values themselves are bare."""
+
+
+def utc(header: str) -> str:
+    """The header of a time column: `utc("time")` is `time (UTC)`."""
+    return header + UTC_SUFFIX
+
+
+def as_utc(value: datetime) -> datetime:
+    """`value` in UTC; a naive value is taken to be UTC already (what is stored)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def fmt_time(value: datetime | None) -> str:
-    """A timestamp as `YYYY-MM-DD HH:MM:SS` (all stored times are UTC); `-` for none."""
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+    """A moment as `YYYY-MM-DD HH:MM:SS` in UTC (for a column headed `... (UTC)`); `-`
+    for none."""
+    return as_utc(value).strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
 
 
 def fmt_duration(seconds: float) -> str:
@@ -68,15 +88,15 @@ def fmt_duration(seconds: float) -> str:
 
 
 def fmt_since(since: datetime | None, now: datetime, *, future: bool = False) -> str:
-    """`2025-06-01 12:00:03 UTC (for 3m 12s)`, or with `future` `... (in 3m 12s)` /
-    `(3m 12s ago)`; `-` when unknown."""
+    """`2025-06-01 12:00:03 (for 3m 12s)`, or with `future` `... (in 3m 12s)` /
+    `(3m 12s ago)`, in UTC (for a column headed `... (UTC)`); `-` when unknown."""
     if since is None:
         return "-"
-    seconds = (now - since).total_seconds()
+    seconds = (as_utc(now) - as_utc(since)).total_seconds()
     if not future:
-        return f"{fmt_time(since)} UTC (for {fmt_duration(seconds)})"
+        return f"{fmt_time(since)} (for {fmt_duration(seconds)})"
     when = f"in {fmt_duration(-seconds)}" if seconds < 0 else f"{fmt_duration(seconds)} ago"
-    return f"{fmt_time(since)} UTC ({when})"
+    return f"{fmt_time(since)} ({when})"
 
 
 def shorten(text: str, width: int = CELL_WIDTH) -> str:
@@ -108,7 +128,7 @@ def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, datetime):
-        return value.isoformat()
+        return as_utc(value).isoformat()
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -117,8 +137,20 @@ def _plain(value: Any) -> Any:
 
 
 def to_json(value: Any) -> str:
-    """Dataclasses, datetimes (ISO 8601) and containers as indented JSON."""
+    """Dataclasses, datetimes (ISO 8601, UTC) and containers as indented JSON."""
     return json.dumps(_plain(value), indent=2, ensure_ascii=False)
+
+
+def change_json(change: EntityChange) -> dict[str, Any]:
+    """A change as a JSON row: its fields, the entity's id as `entity_id` (as in the
+    other listings, where `id` is the row's own number)."""
+    row: dict[str, Any] = _plain(change)
+    return {("entity_id" if key == "id" else key): value for key, value in row.items()}
+
+
+def changes_json(rows: Sequence[EntityChange]) -> str:
+    """`reactive changes --json`."""
+    return to_json([change_json(c) for c in rows])
 
 
 # -- the listings ---------------------------------------------------------------------
@@ -129,7 +161,7 @@ def transitions_table(rows: Sequence[Transition]) -> str:
         return "no transitions"
     to = arrow()
     return render_table(
-        ["time", "kind", "id", "field", f"from {to} to"],
+        [utc("time"), "kind", "id", "field", f"from {to} to"],
         ([fmt_time(r.transitioned_at), r.kind, r.entity_id, r.field,
           f"{fmt_value(r.from_value)} {to} {fmt_value(r.to_value)}"] for r in rows),
     )
@@ -147,7 +179,7 @@ def changes_table(rows: Sequence[EntityChange]) -> str:
     if not rows:
         return "no changes"
     return render_table(
-        ["seq", "time", "kind", "id", "what", "changed", "actor", "reason"],
+        ["seq", utc("time"), "kind", "id", "what", "changed", "actor", "reason"],
         ([c.seq, fmt_time(c.occurred_at), c.kind, c.id, change_label(c),
           ",".join(c.changed_fields) or "-", f"{c.actor.type}:{c.actor.id}",
           c.reason or "-"] for c in rows),
@@ -178,7 +210,7 @@ def doctor_text(report: DoctorReport) -> str:
     lines.append("")
     if report.routes:
         lines.append(render_table(
-            ["group", "kind", "last seen", "pending", "route"],
+            ["group", "kind", utc("last seen"), "pending", "route"],
             ([r.group, r.kind, fmt_time(r.last_seen_at), r.pending,
               "stale" if r.stale else "live"] for r in report.routes),
         ))
@@ -211,7 +243,8 @@ def doctor_problems(report: DoctorReport) -> list[str]:
     problems += [
         f"work-queue group {r.group} has {r.pending} pending "
         f"deliver{'y' if r.pending == 1 else 'ies'} of {r.kind}, but no "
-        f"running instance handles it (last seen {fmt_time(r.last_seen_at)})"
+        f"running instance handles it (last seen "
+        f"{fmt_time(r.last_seen_at) + ' UTC' if r.last_seen_at else 'never'})"
         for r in report.routes if r.stale and r.pending
     ]
     return problems
@@ -231,7 +264,7 @@ def timers_table(rows: Sequence[Timer], *, now: datetime) -> str:
     if not rows:
         return "no timers"
     return render_table(
-        ["topic", "key", "due", "schedule", "status", "fired", "last error"],
+        ["topic", "key", utc("due"), "schedule", "status", "fired", "last error"],
         ([t.topic, t.key, fmt_since(t.due_at, now, future=True),
           t.cron or (f"every {fmt_duration(t.every_seconds)}" if t.every_seconds else "once"),
           t.status, t.fired_count, t.last_error or "-"] for t in rows))
