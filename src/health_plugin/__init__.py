@@ -21,6 +21,7 @@ from .derivers import (
     derive_health_triggers,
     health_change_payload,
 )
+from .entity import CheckState, check_state_in
 from .evaluator import HealthStatus, ThresholdMode, Thresholds, evaluate_status
 from .hooks import HealthPlugin
 from .models import (
@@ -52,6 +53,7 @@ __all__ = [
     "CheckDeclaration",
     "CheckOutcome",
     "CheckRun",
+    "CheckState",
     "CheckStateTransition",
     "CheckWrite",
     "HEALTH_KIND",
@@ -74,6 +76,7 @@ __all__ = [
     "Thresholds",
     "UnknownCheck",
     "UnknownSystem",
+    "check_state_in",
     "classify_health_change",
     "derive_health_triggers",
     "evaluate_status",

@@ -21,6 +21,7 @@ pair's history.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -174,3 +175,24 @@ def has_enabled_association(
 def system_ids(values: Iterable[str]) -> list[str]:
     """Distinct ids in sorted order: the order in which several systems are locked."""
     return sorted(set(values))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckState:
+    """One (system, check) pair's evaluated status, and since when it holds."""
+
+    status: HealthStatus
+    since: datetime
+
+
+def check_state_in(tx: Connection, system_id: str, check_id: str) -> CheckState | None:
+    """The evaluated status of check `check_id` for system `system_id` and when it began
+    (None when the pair was never evaluated: no association)."""
+    from .queries import LAST_CHECK_TRANSITION
+
+    row = tx.execute(LAST_CHECK_TRANSITION, {"s": system_id, "c": check_id}).first()
+    if row is None:
+        return None
+    since = row.transitioned_at
+    return CheckState(status=HealthStatus(row.to_status),
+                      since=since if since.tzinfo else since.replace(tzinfo=UTC))

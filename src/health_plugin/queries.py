@@ -56,6 +56,12 @@ UPDATE_ASSOC = update(_assoc).where(*_PAIR)
 SET_CHECK_PAUSED = update(_assoc).where(*_PAIR).values(check_paused=bindparam("paused"))
 INSERT_RUN = insert(_runs)
 INSERT_TRANSITION = insert(_trans)
+LAST_CHECK_TRANSITION = (
+    select(_trans.c.to_status, _trans.c.transitioned_at)
+    .where(_trans.c.system_id == bindparam("s"), _trans.c.configuration_id == bindparam("c"))
+    .order_by(_trans.c.transitioned_at.desc(), _trans.c.id.desc())
+    .limit(1)
+)
 LAST_CHECK_STATE = (
     select(_trans.c.to_status)
     .where(_trans.c.system_id == bindparam("s"), _trans.c.configuration_id == bindparam("c"))

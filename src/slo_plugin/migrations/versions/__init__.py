@@ -1,0 +1,1 @@
+"""The SLO plugin's revisions, oldest first."""

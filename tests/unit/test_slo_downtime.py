@@ -1,0 +1,260 @@
+"""Downtime events from real `health` changes: opening, closing, attribution, splitting.
+
+Health moves through recorded check runs (one failing run makes a system unhealthy
+with these thresholds, one passing run heals it); the SLO plugin's work-queue handlers
+run on `host.drain()`. A settable clock makes every event time exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import pytest
+
+from catalog_plugin import Catalog, CatalogPlugin
+from health_plugin import CheckOutcome, HealthPlugin, HealthStatus, Thresholds, health_service
+from reactive_core import Host
+from slo_plugin import (
+    SLO_KIND,
+    InvalidObjective,
+    Objective,
+    SloPlugin,
+    slo_service,
+)
+
+pytestmark = pytest.mark.anyio
+
+EAGER = Thresholds(degraded_min_failures=1, unhealthy_min_failures=1)
+DOWN = CheckOutcome(status=HealthStatus.UNHEALTHY, latency_ms=1.0)
+UP = CheckOutcome(status=HealthStatus.HEALTHY, latency_ms=1.0)
+T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, minutes: float) -> datetime:
+        self.now += timedelta(minutes=minutes)
+        return self.now
+
+
+class World:
+    """Systems web -> api -> db (web depends on api, api on db), each with one check."""
+
+    def __init__(self, host: Host, clock: Clock) -> None:
+        self.host = host
+        self.clock = clock
+        self.health = health_service(host)
+        self.slo = slo_service(host)
+
+    async def build(self, *systems: str, edges: tuple[tuple[str, str], ...] = ()) -> None:
+        catalog = Catalog(self.host)
+        for system in systems:
+            await catalog.upsert_system(system, name=system.upper())
+            await self.health.upsert_check(f"{system}-check", strategy="tcp",
+                                           config={"host": "127.0.0.1", "port": 9})
+            await self.health.associate(system, f"{system}-check", thresholds=EAGER)
+        for source, target in edges:
+            await catalog.add_dependency(source, target)
+
+    async def set(self, system: str, up: bool, at_minutes: float | None = None) -> None:
+        if at_minutes is not None:
+            self.clock.now = T0 + timedelta(minutes=at_minutes)
+        await self.health.record_run(f"{system}-check", UP if up else DOWN,
+                                     timestamp=self.clock.now)
+        await self.host.drain()
+
+    async def objective(self, system: str, **fields: Any) -> str:
+        oid = f"{system}-slo"
+        await self.slo.upsert_objective(Objective(id=oid, system_id=system, target=99.9,
+                                                  window_days=30, **fields))
+        return oid
+
+    async def events(self, oid: str) -> list[tuple[float, float | None, str, str | None]]:
+        """(start, end) in minutes after T0, attribution and upstream, oldest first."""
+        def minutes(at: datetime | None) -> float | None:
+            return None if at is None else (at - T0).total_seconds() / 60
+
+        rows = await self.slo.events(oid)
+        return [(minutes(e.start), minutes(e.end), e.attribution, e.upstream_system_id)
+                for e in reversed(rows)]  # type: ignore[misc]
+
+
+@pytest.fixture
+async def world(sqlite_url: str, anyio_backend: str) -> AsyncIterator[World]:
+    clock = Clock()
+    async with Host(database_url=sqlite_url, clock=clock, entry_points=False,
+                    plugins=[CatalogPlugin, HealthPlugin, SloPlugin],
+                    config={"poll_interval": 0.05, "retry_base_seconds": 0.01,
+                            "run_jobs": False,
+                            "plugins": {"health": {"scheduler": False}}}) as host:
+        yield World(host, clock)
+
+
+async def test_a_self_outage_opens_and_closes_one_event(world: World) -> None:
+    await world.build("api")
+    oid = await world.objective("api")
+    await world.set("api", up=False, at_minutes=10)
+    await world.set("api", up=True, at_minutes=25)
+    assert await world.events(oid) == [(10, 25, "self", None)]
+    state = await world.host.entity(SLO_KIND).get(oid)
+    assert state is not None
+    assert state.budget_remaining_percent == pytest.approx((43.2 - 15) / 43.2 * 100, rel=1e-9)
+
+
+async def test_upstream_down_first_makes_the_downstream_event_upstream(world: World) -> None:
+    await world.build("web", "api", edges=(("web", "api"),))
+    oid = await world.objective("web", dependency_exclusion="self-only")
+    await world.set("api", up=False, at_minutes=5)
+    await world.set("web", up=False, at_minutes=6)
+    assert await world.events(oid) == [(6, None, "upstream", "api")]
+    (event,) = await world.slo.events(oid)
+    assert event.upstream_system_name == "API"
+
+
+async def test_upstream_down_during_a_self_outage_splits_it(world: World) -> None:
+    await world.build("web", "api", edges=(("web", "api"),))
+    oid = await world.objective("web", dependency_exclusion="self-only")
+    await world.set("web", up=False, at_minutes=5)
+    await world.set("api", up=False, at_minutes=8)
+    assert await world.events(oid) == [(5, 8, "self", None), (8, None, "upstream", "api")]
+    # The upstream recovers while web is still down: a self event reopens.
+    await world.set("api", up=True, at_minutes=12)
+    assert await world.events(oid) == [(5, 8, "self", None), (8, 12, "upstream", "api"),
+                                       (12, None, "self", None)]
+    await world.set("web", up=True, at_minutes=20)
+    assert (await world.events(oid))[-1] == (12, 20, "self", None)
+
+
+async def test_upstream_recovering_after_the_downstream_reopens_nothing(world: World) -> None:
+    await world.build("web", "api", edges=(("web", "api"),))
+    oid = await world.objective("web", dependency_exclusion="self-only")
+    await world.set("api", up=False, at_minutes=5)
+    await world.set("web", up=False, at_minutes=6)
+    await world.set("web", up=True, at_minutes=9)
+    await world.set("api", up=True, at_minutes=11)
+    assert await world.events(oid) == [(6, 9, "upstream", "api")]
+
+
+async def test_strict_objectives_never_split_and_excluded_upstreams_are_ignored(
+    world: World,
+) -> None:
+    await world.build("web", "api", "db", edges=(("web", "api"), ("web", "db")))
+    strict = await world.objective("web")
+    await world.slo.upsert_objective(Objective(
+        id="web-excluding", system_id="web", target=99.9, window_days=30,
+        dependency_exclusion="self-only", excluded_dependency_ids=("api",)))
+    await world.set("web", up=False, at_minutes=5)
+    await world.set("api", up=False, at_minutes=8)
+    assert await world.events(strict) == [(5, None, "self", None)]
+    assert await world.events("web-excluding") == [(5, None, "self", None)]
+    await world.set("db", up=False, at_minutes=9)  # not excluded: splits
+    assert await world.events("web-excluding") == [(5, 9, "self", None),
+                                                   (9, None, "upstream", "db")]
+    assert await world.events(strict) == [(5, None, "self", None)]
+
+
+async def test_another_upstream_still_down_takes_over_the_blame(world: World) -> None:
+    await world.build("web", "api", "db", edges=(("web", "api"), ("web", "db")))
+    oid = await world.objective("web", dependency_exclusion="self-only")
+    await world.set("api", up=False, at_minutes=1)
+    await world.set("db", up=False, at_minutes=2)
+    await world.set("web", up=False, at_minutes=3)
+    await world.set("api", up=True, at_minutes=4)
+    assert await world.events(oid) == [(3, 4, "upstream", "api"),
+                                       (4, None, "upstream", "db")]
+
+
+async def test_two_concurrent_degrade_handlers_open_one_event(world: World) -> None:
+    await world.build("api")
+    oid = await world.objective("api")
+    world.clock.now = T0 + timedelta(minutes=3)
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(world.slo.system_went_down, "api", world.clock.now)
+    # Health never went down: the handlers found it up and recorded nothing open.
+    await world.health.record_run("api-check", DOWN, timestamp=world.clock.now)
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(world.slo.system_went_down, "api", world.clock.now)
+    await world.host.drain()
+    assert await world.events(oid) == [(3, None, "self", None)]
+
+
+async def test_an_objective_created_while_its_system_is_down_counts_from_then(
+    world: World,
+) -> None:
+    await world.build("api")
+    await world.set("api", up=False, at_minutes=1)
+    world.clock.now = T0 + timedelta(minutes=30)
+    oid = await world.objective("api")
+    assert await world.events(oid) == [(30, None, "self", None)]
+
+
+async def test_an_orphaned_open_event_closes_when_health_recovered(world: World) -> None:
+    await world.build("api")
+    oid = await world.objective("api")
+    await world.set("api", up=False, at_minutes=2)
+    # Recovery recorded without the handlers running (as if the instance died).
+    world.clock.now = T0 + timedelta(minutes=7)
+    await world.health.record_run("api-check", UP, timestamp=world.clock.now)
+    await world.host.run(lambda tx: tx.exec_driver_sql(
+        "DELETE FROM entity_deliveries WHERE status = 'pending'"))
+    assert await world.events(oid) == [(2, None, "self", None)]
+    world.clock.now = T0 + timedelta(minutes=60)
+    await world.slo.reconcile_all()
+    assert await world.events(oid) == [(2, 7, "self", None)]
+
+
+async def test_the_budget_moves_at_each_refresh_while_an_outage_lasts(world: World) -> None:
+    await world.build("api")
+    oid = await world.objective("api")
+    await world.set("api", up=False, at_minutes=0)
+    slo = world.host.entity(SLO_KIND)
+    before = await slo.get(oid)
+    world.clock.advance(10)
+    assert await world.slo.refresh() == 1
+    after = await slo.get(oid)
+    assert before is not None and after is not None
+    assert after.budget_remaining_percent == pytest.approx((43.2 - 10) / 43.2 * 100, rel=1e-9)
+    changes = await world.host.changes(kind=SLO_KIND, entity_id=oid)
+    assert "budgetRemainingPercent" in changes[-1].changed_fields
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"target": 0}, "target"), ({"target": 101}, "target"), ({"window_days": 0}, "window_days"),
+    ({"window_days": 1.5}, "window_days"), ({"window_days": 4000}, "window_days"),
+    ({"dependency_exclusion": "sometimes"}, "dependency_exclusion"),
+    ({"system_id": "ghost"}, "system_id"),
+])
+async def test_invalid_objectives_are_refused_naming_the_field(
+    world: World, fields: dict[str, Any], field: str,
+) -> None:
+    await world.build("api")
+    raw = {"id": "o", "system_id": "api", "target": 99.9, "window_days": 30, **fields}
+    with pytest.raises(InvalidObjective) as refused:
+        await world.slo.upsert_objective(raw)
+    assert refused.value.field == field and field in str(refused.value)
+    assert await world.slo.objectives() == []
+    assert await world.host.changes(kind=SLO_KIND) == []
+
+
+async def test_deleting_an_objective_or_its_system_tombstones_the_entity(world: World) -> None:
+    await world.build("api", "db")
+    first = await world.objective("api")
+    second = await world.objective("db")
+    slo = world.host.entity(SLO_KIND)
+    assert await world.slo.delete_objective(first)
+    assert await slo.get(first) is None
+    assert (await world.host.changes(kind=SLO_KIND, entity_id=first))[-1].next is None
+    await Catalog(world.host).delete_system("db")
+    await world.host.drain()
+    assert await slo.get(second) is None
+    assert await world.slo.objectives() == []
