@@ -1,5 +1,7 @@
 """The docs stay complete and true: every public name and hook has a reference entry,
-every relative link resolves, and the tutorial and the plugin example actually run."""
+every relative link resolves, the tutorial, the README's example and the plugin example
+actually run, and what the how-tos and the command-line reference show is what the
+commands do."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ import inspect
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -22,6 +26,8 @@ import health_plugin
 import reactive_core
 from health_plugin import hookspecs as health_hookspecs
 from reactive_core import hookspecs
+from reactive_core._cli.commands import EXIT_ABANDONED
+from reactive_core._cli.main import run as reactive_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -162,6 +168,7 @@ def _run(args: list[str], cwd: Path,
     env["PYTHONPATH"] = os.pathsep.join(
         [str(cwd), str(ROOT / "src"), *filter(None, [(extra or {}).get("PYTHONPATH"),
                                                     os.environ.get("PYTHONPATH")])])
+    env.update({k: v for k, v in (extra or {}).items() if k != "PYTHONPATH"})
     return subprocess.run(args, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -296,3 +303,248 @@ def test_file_age_example_strategy_judges_how_old_the_file_is(tmp_path: Path) ->
         strategy.config_model(path="x", degraded_after_seconds=9, unhealthy_after_seconds=1)
     plugin = module.FileAgeChecks()
     assert [s.name for s in plugin.reactive_health_strategies()] == ["file-age"]
+
+
+# -- the README, the command line and the how-tos, run as shown -------------------------
+
+README = ROOT / "README.md"
+POSTGRES_HOWTO = DOCS / "howto" / "postgresql.md"
+DELIVERIES_HOWTO = DOCS / "howto" / "operate-deliveries.md"
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}|…) ")
+
+
+@pytest.fixture
+def installed_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process `reactive` runs load the installed catalog and health plugins only."""
+    for name in [n for n in os.environ if n.startswith("REACTIVE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("REACTIVE_PLUGINS", "catalog,health")
+
+
+def test_readme_plugin_example_runs_as_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    (source,) = _code_blocks(README.read_text(encoding="utf-8"), "python")
+    monkeypatch.chdir(tmp_path)  # the example uses the default ./reactive.db
+
+    for _ in range(2):
+        exec(compile(source, "README.md", "exec"), {"__name__": "__main__"})
+
+    assert capsys.readouterr().out.splitlines() == [
+        "counter visits {'n': 1}", "counter visits {'n': 2}"]
+
+
+def _health_yaml() -> str:
+    return _named_blocks(HEALTH_HOWTO.read_text(encoding="utf-8"), "yaml", ".yaml")[
+        "health.yaml"]
+
+
+def _console(markdown: str, command: str) -> list[str]:
+    """The lines a console block shows after `$ <command>`, up to the next prompt."""
+    for block in _code_blocks(markdown, "console"):
+        if f"$ {command}\n" in block:
+            return block.split(f"$ {command}\n", 1)[1].split("$ ", 1)[0].splitlines()
+    raise AssertionError(f"no console block runs `{command}`")
+
+
+def test_health_howto_pause_snippet_applies_as_shown(
+    tmp_path: Path, installed_plugins: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = HEALTH_HOWTO.read_text(encoding="utf-8")
+    section = text[text.index("## Pause and resume a check"):text.index("## What the triggers")]
+    (snippet,) = _code_blocks(section, "yaml")
+    original = _health_yaml()
+    start = original.index("  - id: db-tcp\n")
+    end = original.index("\n\n", start)
+    config = tmp_path / "health.yaml"
+    url = f"sqlite:///{tmp_path}/reactive.db"
+    config.write_text(original, encoding="utf-8")
+    assert reactive_cli(["apply", "-f", str(config), "--database-url", url]) == 0
+    capsys.readouterr()
+
+    config.write_text(original[:start] + snippet.rstrip("\n") + original[end:], encoding="utf-8")
+    assert reactive_cli(["apply", "-f", str(config), "--database-url", url]) == 0
+
+    shown = _console(section, "reactive apply -f health.yaml")
+    assert capsys.readouterr().out.splitlines() == shown
+    assert reactive_cli(["status", "--json", "--database-url", url]) == 0
+    assert [(r["system_id"], r["status"], r["healthy_checks"], r["total_checks"])
+            for r in json.loads(capsys.readouterr().out)] == [
+        ("api", "healthy", 1, 1), ("db", "healthy", 0, 0)]
+    shown_status = _console(section, "reactive status")
+    assert [re.split(r"\s{2,}", line)[2:4] for line in shown_status[1:]] == [
+        ["healthy", "1/1"], ["healthy", "0/0"]]
+
+
+def test_health_settings_from_the_environment_reach_the_health_plugin(
+    tmp_path: Path, installed_plugins: None, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = HEALTH_HOWTO.read_text(encoding="utf-8")
+    section = text[text.index("## Settings"):]
+    (command,) = [line for block in _code_blocks(section, "sh") for line in block.splitlines()
+                  if line.startswith("REACTIVE_PLUGIN_SETTINGS=")]
+    value = command.split("'")[1]
+    monkeypatch.setenv("REACTIVE_PLUGIN_SETTINGS", value)
+
+    # What `reactive serve` (and every other command) gives its host: the environment.
+    settings = reactive_core.HostConfig.load({"workers": False}).plugin_settings(
+        "health", health_plugin.HealthSettings)
+    assert settings.model_dump(include=set(json.loads(value)["health"])) == json.loads(
+        value)["health"]
+
+    typo = re.search(r"\(`(plugins\.health\.\w+): …`\)", " ".join(section.split()))
+    assert typo is not None, "the Settings section shows the error of a misspelt setting"
+    monkeypatch.setenv("REACTIVE_PLUGIN_SETTINGS", value.replace(
+        "max_concurrency", typo.group(1).rsplit(".", 1)[1]))
+    assert reactive_cli(["serve", "--database-url", f"sqlite:///{tmp_path}/r.db"]) == 2
+    assert typo.group(1) in capsys.readouterr().err
+    # No page may say otherwise.
+    for page in _markdown_files():
+        prose = " ".join(_without_code_blocks(page.read_text(encoding="utf-8")).split())
+        for sentence in re.split(r"(?<=[.;])\s", prose):
+            if "REACTIVE_PLUGIN_SETTINGS" in sentence or "HealthSettings" in sentence:
+                assert not re.search(r"\b(cannot|can't|can not|not) (be )?(set|read|given)\b|"
+                                     r"\bonly (in code|from Python)\b", sentence), (
+                    f"{page.name}: {sentence}")
+
+
+def _documented_serve_exit(reference: str, outcome: str) -> int:
+    match = re.search(rf"{outcome}[^*]*status \*\*(\d+)\*\*", " ".join(reference.split()))
+    assert match is not None, f"docs/reference.md says no exit status for: {outcome}"
+    return int(match.group(1))
+
+
+def test_serve_with_the_health_howto_config_logs_and_exits_as_the_docs_show(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "health.yaml").write_text(_health_yaml(), encoding="utf-8")
+    applied = _run([sys.executable, "-m", "reactive_core", "apply", "-f", "health.yaml"],
+                   tmp_path, {"REACTIVE_PLUGINS": "catalog,health"})
+    assert applied.returncode == 0, applied.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REACTIVE_")}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env["REACTIVE_PLUGINS"] = "catalog,health"  # the plugins the how-to is about
+    server = subprocess.Popen([sys.executable, "-m", "reactive_core", "serve"], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, encoding="utf-8")
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline()
+        time.sleep(1.5)  # each check's first run: at once, plus up to 0.5 s of jitter
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+    def normal(line: str) -> str:
+        return re.sub(r" as \S+$", " as <instance>", _LOG_TIME.sub("<time> ", line))
+
+    logged = [normal(line) for line in err.splitlines()]
+    shown = [normal(line) for line in _console(HEALTH_HOWTO.read_text(encoding="utf-8"),
+                                                "reactive serve")]
+    stopping = [normal(line) for block in _code_blocks(
+        DELIVERIES_HOWTO.read_text(encoding="utf-8"), "text")
+        for line in block.splitlines() if "reactive_core.cli: " in line]
+    assert len(stopping) == 2
+    # What the how-to shows at start, nothing while checks run, then what a stop logs.
+    assert [*logged[:-2], normal(ready.rstrip("\n"))] == shown
+    assert logged[-2:] == stopping
+    assert out == ""
+    reference = REFERENCE.read_text(encoding="utf-8")
+    assert server.returncode == _documented_serve_exit(
+        reference, "If nothing had to be cut off") == 0
+    assert _documented_serve_exit(reference, "If some work was cut off") == EXIT_ABANDONED
+
+
+def test_impact_is_documented_as_stored_but_not_acted_on_and_nothing_acts_on_it() -> None:
+    # Only the catalog (which stores it) mentions an edge's impact; when another part
+    # starts acting on it, the docs below must say what it does.
+    src = ROOT / "src"
+    users = sorted({path.relative_to(src).parts[0] for path in src.rglob("*.py")
+                    if re.search(r"\bimpact\b", path.read_text(encoding="utf-8"))})
+    assert users == ["catalog_plugin"]
+    reference = " ".join(_without_code_blocks(REFERENCE.read_text(encoding="utf-8")).split())
+    assert "**Declared, not acted on yet.**" in reference
+    for page in (HEALTH_HOWTO, DOCS / "explanation" / "health.md"):
+        assert "nothing acts on it yet" in " ".join(page.read_text(encoding="utf-8").split()) \
+            or "not acted on by anything yet" in " ".join(
+                page.read_text(encoding="utf-8").split()), page.name
+
+
+def _listing_fields(reference: str) -> dict[str, list[str]]:
+    """The fields docs/reference.md lists for each listing's JSON rows."""
+    text = " ".join(reference[reference.index("The fields of each listing:"):].split())
+    fields = {}
+    for name in ("changes", "transitions", "deliveries", "timers", "status"):
+        match = re.search(rf"- `{name}`: (.*?);? - `", text)
+        assert match is not None, f"docs/reference.md lists no JSON fields for `{name}`"
+        # The field names are the backticked words before any explanation in brackets.
+        plain = re.sub(r"\([^()]*(\([^()]*\)[^()]*)*\)", "", match.group(1))
+        plain = plain.split(" — ")[0].split("; ")[0]
+        fields[name] = re.findall(r"`([a-z_]+)`", plain)
+    return fields
+
+
+def test_reference_lists_the_json_fields_every_listing_prints(
+    tmp_path: Path, installed_plugins: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "health.yaml"
+    config.write_text(_health_yaml(), encoding="utf-8")
+    url = f"sqlite:///{tmp_path}/reactive.db"
+    assert reactive_cli(["apply", "-f", str(config), "--database-url", url]) == 0
+    capsys.readouterr()
+    printed = {}
+    for name in ("changes", "transitions", "deliveries", "timers", "status"):
+        assert reactive_cli([name, "--json", "--database-url", url]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert rows, name
+        printed[name] = list(rows[0])
+
+    documented = _listing_fields(REFERENCE.read_text(encoding="utf-8"))
+
+    assert {name: sorted(fields) for name, fields in documented.items()} == {
+        name: sorted(fields) for name, fields in printed.items()}
+
+
+@pytest.mark.postgres
+def test_postgresql_howto_schema_url_and_drop_tables_work_as_shown(
+    pg_url: str, tmp_path: Path, installed_plugins: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    howto = POSTGRES_HOWTO.read_text(encoding="utf-8")
+    shown_url = re.search(r"REACTIVE_DATABASE_URL='(postgresql://[^']+)'", howto)
+    assert shown_url is not None
+    shown = make_url(shown_url.group(1))
+    schema = shown.query["options"].removeprefix("-csearch_path=")
+    conninfo = make_url(pg_url).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    url = f"{conninfo}?options={shown_url.group(1).split('?options=')[1]}"
+    (drop,) = _code_blocks(howto, "sql")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    config = tmp_path / "health.yaml"
+    config.write_text(_health_yaml(), encoding="utf-8")
+
+    assert reactive_cli(["apply", "-f", str(config), "--database-url", url]) == 0
+    assert reactive_cli(["status", "--database-url", url]) == 0
+    assert "api     Orders API" in capsys.readouterr().out
+
+    def tables(conn: psycopg.Connection[Any]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for table_schema, name in conn.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"):
+            found.setdefault(table_schema, set()).add(name)
+        return found
+
+    listed = set(re.findall(r"[a-z_]+", drop.split("IF EXISTS", 1)[1]))
+    with psycopg.connect(f"{conninfo}?options=-csearch_path%3D{schema}",
+                         autocommit=True) as conn:
+        assert tables(conn) == {schema: listed}  # the docs name every table, nothing else
+        conn.execute(drop)
+        assert tables(conn) == {}
