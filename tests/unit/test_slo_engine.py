@@ -6,7 +6,6 @@ Floats are compared with `pytest.approx`: in doubles (100 - 99.9)/100 * 43200 is
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -392,17 +391,12 @@ def test_naive_datetimes_are_utc() -> None:
     assert result.error_budget_consumed_minutes == pytest.approx(10)
 
 
-def test_ten_thousand_events_compute_in_linear_time() -> None:
+def test_ten_thousand_events_are_counted_exactly() -> None:
+    # Speed is measured by benchmarks/slo.py; here, only the result on a large input.
     events = [event(29 * DAY - i * 4 * MIN, 29 * DAY - i * 4 * MIN - 2 * MIN,
                     upstream="db" if i % 3 == 0 else None) for i in range(10_000)]
-    obj = objective()
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        result = compute_status(obj, events, now=NOW, currently_down=False)
-        best = min(best, time.perf_counter() - started)
+    result = compute_status(objective(), events, now=NOW, currently_down=False)
     assert result.error_budget_consumed_strict_minutes == pytest.approx(20_000)
-    assert best < 0.25, f"10,000 events took {best * 1000:.1f} ms"
 
 
 # -- the objective model ---------------------------------------------------------------
