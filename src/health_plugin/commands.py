@@ -59,18 +59,25 @@ def status_rows_json(rows: Sequence[SystemStatus],
              "since": r.since, "last_run_at": last_runs.get(r.system_id)} for r in rows]
 
 
+async def last_runs(service: HealthService,
+                    rows: Sequence[SystemStatus]) -> dict[str, datetime | None]:
+    """When the newest run of each row's system was recorded (None: never), by system."""
+    newest: dict[str, datetime | None] = {}
+    for row in rows:
+        runs = await service.runs(row.system_id, limit=1)
+        newest[row.system_id] = runs[0].timestamp if runs else None
+    return newest
+
+
 def status_command(service: HealthService) -> CliCommand:
     """`reactive status`: each system's health, since when, and when its checks last ran;
     exits 0, 1 or 2 by the worst status."""
 
     async def run(ctx: CliContext) -> int:
         rows = await service.system_statuses()
-        last_runs: dict[str, datetime | None] = {}
-        for row in rows:
-            newest = await service.runs(row.system_id, limit=1)
-            last_runs[row.system_id] = newest[0].timestamp if newest else None
-        ctx.emit(status_rows_json(rows, last_runs),
-                 lambda _: status_rows_table(rows, now=ctx.host.clock(), last_runs=last_runs))
+        ran = await last_runs(service, rows)
+        ctx.emit(status_rows_json(rows, ran),
+                 lambda _: status_rows_table(rows, now=ctx.host.clock(), last_runs=ran))
         return status_exit_code(rows)
 
     return CliCommand(name="status", help="each system's health, since when, and when its "
