@@ -16,8 +16,9 @@ from reactive_core._cli.main import build_parser, log_level, run
 
 
 def _plugin_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """The commands the installed catalog and health plugins add (`status`)."""
-    monkeypatch.setenv("REACTIVE_PLUGINS", "catalog,health")
+    """The commands every installed entry-point plugin adds (the health plugin: `status`)."""
+    for name in ("REACTIVE_PLUGINS", "REACTIVE_DISABLE_PLUGINS"):
+        monkeypatch.delenv(name, raising=False)
     host = Host(database_url=f"sqlite:///{tmp_path}/reactive.db", entry_points=True,
                 config={"workers": False})
     host.load_plugins()
