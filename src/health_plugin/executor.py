@@ -1,11 +1,18 @@
 """Running one check with its strategy: the strategies on offer, the shared HTTP client,
-and the time limit, so that a broken or hanging strategy is a failed run, not an error."""
+and the time limit, so that a broken or hanging strategy is a failed run, not an error.
+
+The HTTP client inflates compressed bodies (gzip, deflate) in pieces of at most
+`INFLATED_PIECE` bytes: httpx inflates each chunk read from the network whole, and
+64 KiB of gzip can hold 64 MiB of zeros, so a target could make a check that reads
+only `max_body_bytes` of its body hold far more than that in memory.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -17,6 +24,80 @@ from .models import CheckConfiguration, HealthSettings
 from .strategies import CheckOutcome, Strategy, StrategyContext, collect_strategies
 
 logger = logging.getLogger("health_plugin")
+
+
+INFLATED_PIECE = 64 * 1024
+"""The most bytes one step of inflating a compressed response body produces."""
+
+_INFLATE_WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16}
+
+
+class _Inflating(httpx.AsyncByteStream):
+    """The inflated body of `raw` (coded with `coding`), in pieces of `INFLATED_PIECE`."""
+
+    def __init__(self, raw: httpx.AsyncByteStream, coding: str, request: httpx.Request) -> None:
+        self._raw = raw
+        self._coding = coding
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        inflater: Any = None
+        pending = b""
+        try:
+            async for chunk in self._raw:
+                if inflater is None:
+                    pending += chunk
+                    if len(pending) < 2:
+                        continue
+                    inflater = zlib.decompressobj(self._wbits(pending))
+                    chunk, pending = pending, b""
+                while chunk and not inflater.eof:
+                    piece = inflater.decompress(chunk, INFLATED_PIECE)
+                    chunk = inflater.unconsumed_tail
+                    if piece:
+                        yield piece
+            if inflater is None and pending:
+                raise zlib.error("a body of one byte is no compressed stream")
+            if inflater is not None:
+                rest = inflater.flush()
+                if rest:
+                    yield rest
+        except zlib.error as exc:
+            raise httpx.DecodingError(f"{self._coding} body cannot be inflated: {exc}",
+                                      request=self._request) from exc
+
+    def _wbits(self, start: bytes) -> int:
+        wbits = _INFLATE_WBITS.get(self._coding)
+        if wbits is not None:
+            return wbits
+        # deflate: a zlib stream (RFC 1950) as the RFC says, or a raw one as servers send.
+        zlib_header = start[0] & 0x0F == 8 and (start[0] << 8 | start[1]) % 31 == 0
+        return zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS
+
+    async def aclose(self) -> None:
+        await self._raw.aclose()
+
+
+async def _inflate_in_pieces(response: httpx.Response) -> None:
+    """Response hook: take over decoding a gzip or deflate body from httpx (see the module
+    docstring). A coding httpx cannot decode either is left to it (passed through)."""
+    codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if not codings or not all(c in ("gzip", "x-gzip", "deflate") for c in codings):
+        return
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        return
+    for coding in reversed(codings):  # applied in the order listed: undone in reverse
+        stream = _Inflating(stream, coding, response.request)
+    del response.headers["content-encoding"]
+    response.stream = stream
+
+
+def http_client(*, trust_env: bool) -> httpx.AsyncClient:
+    """The HTTP client checks run with (compressed bodies inflated in bounded pieces)."""
+    return httpx.AsyncClient(trust_env=trust_env,
+                             event_hooks={"response": [_inflate_in_pieces]})
 
 
 class CheckExecutor:
@@ -46,7 +127,7 @@ class CheckExecutor:
     async def open(self) -> None:
         """Check the strategies and open the HTTP client the runs share."""
         _ = self.strategies
-        self._http = httpx.AsyncClient(trust_env=self._settings.use_env_proxy)
+        self._http = http_client(trust_env=self._settings.use_env_proxy)
 
     async def close(self) -> None:
         """Close the shared HTTP client."""
@@ -83,7 +164,7 @@ class CheckExecutor:
                 if self._http is not None:
                     outcome = await strategy.run(config, StrategyContext(http=self._http))
                 else:
-                    async with httpx.AsyncClient(trust_env=self._settings.use_env_proxy) as client:
+                    async with http_client(trust_env=self._settings.use_env_proxy) as client:
                         outcome = await strategy.run(config, StrategyContext(http=client))
         except TimeoutError:
             return failed(f"strategy {check.strategy!r} overran the run timeout of {timeout:g}s")

@@ -1,10 +1,16 @@
 """Config files are bounded and every problem is reported with its line: alias bombs,
-oversized files, duplicate keys, non-UTF-8 bytes, several bad items at once."""
+oversized files, duplicate keys, non-UTF-8 bytes, several bad items at once.
+
+What is refused for its size is refused without being expanded or read whole: peak
+traced memory (`tracemalloc`, every thread) stays far below what expanding it would
+take."""
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import AsyncIterator
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,11 +48,74 @@ async def stored_systems(host: Host) -> list[str]:
     return await host.entity("catalog-system").ids()
 
 
-async def test_an_alias_bomb_is_refused_before_it_expands(host: Host) -> None:
-    assert len(ALIAS_BOMB) < 700
-    with pytest.raises(ConfigError, match=r"<config>: the document expands to more than "
-                                          r"100,000 YAML nodes"):
+MB = 1024 * 1024
+
+
+@contextmanager
+def traced_peak() -> Iterator[list[int]]:
+    """Trace allocations (all threads) inside the block; the box then holds the peak."""
+    box = [0]
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        yield box
+    finally:
+        box[0] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+
+
+async def test_an_alias_bomb_is_refused_before_it_expands(host: Host, tmp_path: Path) -> None:
+    assert len(ALIAS_BOMB) < 700  # 9**9 "lol"s once expanded: gigabytes
+    with traced_peak() as peak, pytest.raises(
+            ConfigError, match=r"<config>: the document expands to more than 100,000 YAML "
+                               r"nodes \(aliases count each time they are used\): expected a "
+                               r"smaller document"):
         await apply_config_text(host, ALIAS_BOMB)
+    assert peak[0] < 100 * MB
+    assert peak[0] < 5 * MB  # not even a sliver of it was built
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(ALIAS_BOMB, encoding="utf-8")
+    with traced_peak() as peak, pytest.raises(ConfigError, match=r"bomb\.yaml: the document "
+                                                                 r"expands to more than"):
+        await apply_config_file(host, bomb)
+    assert peak[0] < 5 * MB
+    assert await stored_systems(host) == []
+
+
+async def test_a_50_mb_file_is_refused_without_being_read(host: Host, tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    line = b"  - {id: s, name: S, metadata: {a: &a [1, 2, 3], b: *a}}\n"
+    with big.open("wb") as out:
+        out.write(b"systems:\n")
+        out.write(line * (50 * MB // len(line) + 1))
+    assert big.stat().st_size > 50 * MB
+    with traced_peak() as peak, pytest.raises(
+            ConfigError, match=r"big\.yaml' has 52,\d{3},\d{3} bytes: expected at most 4,096 "
+                               r"\(host config config_max_bytes\)"):
+        await apply_config_file(host, big)
+    assert peak[0] < 100 * MB
+    assert peak[0] < 1 * MB  # refused from its size alone
+
+
+async def test_a_50_mb_text_is_refused_without_copying_it(host: Host) -> None:
+    text = "systems:\n" + "  - {id: s, name: S}\n" * (50 * MB // 21)
+    with traced_peak() as peak, pytest.raises(
+            ConfigError, match=r"<config> is larger than 4,096 bytes \(host config "
+                               r"config_max_bytes\): expected a smaller document"):
+        await apply_config_text(host, text)
+    assert peak[0] < 100 * MB
+    assert peak[0] < 1 * MB  # not encoded to count its bytes: its length is enough
+
+
+async def test_a_file_that_never_ends_is_read_only_up_to_the_limit(host: Host) -> None:
+    endless = Path("/dev/zero")  # `stat` says 0 bytes; reading it never ends
+    assert endless.stat().st_size == 0
+    with traced_peak() as peak, pytest.raises(
+            ConfigError, match=r"config file '/dev/zero' has more than 4,096 bytes: expected "
+                               r"at most 4,096"):
+        await apply_config_file(host, endless)
+    assert peak[0] < 1 * MB
     assert await stored_systems(host) == []
 
 

@@ -1,10 +1,13 @@
-"""HTTP checks cannot be turned against the host: bounded bodies, headers that stay with
-their origin across redirects, no body excerpts stored unless asked for."""
+"""HTTP checks cannot be turned against the host: bounded bodies (endless, or compressed
+to expand a thousandfold: peak traced memory stays near the byte cap), headers that stay
+with their origin across redirects, no body excerpts stored unless asked for."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import tracemalloc
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 import anyio.abc
@@ -12,8 +15,10 @@ import httpx
 import pytest
 from anyio.abc import SocketAttribute
 
-from health_plugin import HealthStatus, StrategyContext
-from health_plugin.strategies import HttpCheckConfig, HttpStrategy
+from health_plugin import CheckConfiguration, HealthStatus, StrategyContext
+from health_plugin.executor import CheckExecutor
+from health_plugin.models import HealthSettings
+from health_plugin.strategies import BUILTIN_STRATEGIES, HttpCheckConfig, HttpStrategy
 
 pytestmark = pytest.mark.anyio
 
@@ -49,6 +54,35 @@ async def run(**config: object) -> tuple[HealthStatus, dict[str, object]]:
     return outcome.status, outcome.result
 
 
+async def execute(**config: object) -> tuple[HealthStatus, dict[str, object]]:
+    """Run an `http` check the way the scheduler does: through the executor's client."""
+    executor = CheckExecutor(settings=HealthSettings(), offered=lambda: [BUILTIN_STRATEGIES])
+    await executor.open()
+    try:
+        outcome = await executor.execute(CheckConfiguration(
+            id="c1", name="c1", strategy="http", config=config, interval_seconds=60,
+            paused=False))
+    finally:
+        await executor.close()
+    return outcome.status, outcome.result
+
+
+MB = 1024 * 1024
+
+
+@contextmanager
+def traced_peak() -> Iterator[list[int]]:
+    """Trace allocations (all threads) inside the block; the box then holds the peak."""
+    box = [0]
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        yield box
+    finally:
+        box[0] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+
+
 async def test_an_endless_body_is_read_only_up_to_the_limit(anyio_backend: str) -> None:
     sent = 0
 
@@ -63,13 +97,81 @@ async def test_an_endless_body_is_read_only_up_to_the_limit(anyio_backend: str) 
                 return
 
     async with server(endless) as url:
-        status, result = await run(url=url, body_contains="needle", max_body_bytes=100_000,
-                                   timeout_seconds=10)
+        with traced_peak() as peak:
+            status, result = await run(url=url, body_contains="needle", max_body_bytes=100_000,
+                                       timeout_seconds=10)
     assert status is HealthStatus.UNHEALTHY
     assert result["error"] == "body does not contain 'needle'"
     assert result["body_truncated_at"] == 100_000
     assert "body_excerpt" not in result  # not stored unless asked for
     assert sent < 20 * 65536  # the client stopped reading long before
+    assert peak[0] < 4 * MB  # the server's chunks and the client's buffers, no more
+
+
+def packer(wbits: int) -> Callable[[bytes], bytes]:
+    def pack(data: bytes) -> bytes:
+        squeeze = zlib.compressobj(9, zlib.DEFLATED, wbits)
+        return squeeze.compress(data) + squeeze.flush()
+    return pack
+
+
+gzip, deflate, raw_deflate = (packer(zlib.MAX_WBITS | 16), packer(zlib.MAX_WBITS),
+                              packer(-zlib.MAX_WBITS))
+
+
+def zeros_bomb(wbits: int, megabytes: int = 128) -> bytes:
+    """`megabytes` MiB of zeros, compressed a MiB at a time (never all in memory)."""
+    squeeze, block = zlib.compressobj(9, zlib.DEFLATED, wbits), bytes(MB)
+    return b"".join(squeeze.compress(block) for _ in range(megabytes)) + squeeze.flush()
+
+
+def compressed(coding: str, body: bytes) -> Respond:
+    async def respond(_head: bytes, stream: anyio.abc.SocketStream) -> None:
+        await stream.send(f"HTTP/1.1 200 OK\r\nContent-Encoding: {coding}\r\n"
+                          f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    return respond
+
+
+@pytest.mark.parametrize(("coding", "bomb"), [
+    ("gzip", lambda: zeros_bomb(zlib.MAX_WBITS | 16)),
+    ("deflate", lambda: zeros_bomb(-zlib.MAX_WBITS)),
+    ("gzip, gzip", lambda: gzip(zeros_bomb(zlib.MAX_WBITS | 16))),
+], ids=["gzip", "raw-deflate", "gzip-twice"])
+async def test_a_compressed_body_is_inflated_only_up_to_the_limit(
+    anyio_backend: str, coding: str, bomb: Callable[[], bytes],
+) -> None:
+    body = bomb()
+    assert len(body) < 300_000  # 128 MiB once inflated
+    async with server(compressed(coding, body)) as url:
+        with traced_peak() as peak:
+            status, result = await execute(url=url, body_contains="needle",
+                                           max_body_bytes=100_000)
+    assert (status, result["error"]) == (HealthStatus.UNHEALTHY,
+                                         "body does not contain 'needle'")
+    assert result["body_truncated_at"] == 100_000
+    assert peak[0] < 8 * MB  # not the 64 MiB httpx inflates one network read into
+
+
+@pytest.mark.parametrize(("coding", "pack"), [
+    ("gzip", gzip), ("x-gzip", gzip), ("deflate", deflate),
+    ("deflate", raw_deflate), ("gzip, deflate", lambda data: deflate(gzip(data))),
+    ("identity", lambda data: data),
+], ids=["gzip", "x-gzip", "zlib-deflate", "raw-deflate", "gzip-then-deflate", "identity"])
+async def test_compressed_bodies_are_still_read_right(
+    anyio_backend: str, coding: str, pack: Callable[[bytes], bytes],
+) -> None:
+    text = b"<html>" + b"padding " * 50_000 + b"status: all good</html>"
+    async with server(compressed(coding, pack(text))) as url:
+        status, result = await execute(url=url, body_contains="all good",
+                                       max_body_bytes=len(text))
+    assert (status, result) == (HealthStatus.HEALTHY, {"status_code": 200})
+
+
+async def test_a_corrupt_compressed_body_is_a_failed_run(anyio_backend: str) -> None:
+    async with server(compressed("gzip", b"\x1f\x8b not gzip at all")) as url:
+        status, result = await execute(url=url)
+    assert status is HealthStatus.UNHEALTHY
+    assert str(result["error"]).startswith("DecodingError: gzip body cannot be inflated")
 
 
 async def test_configured_headers_do_not_follow_a_redirect_to_another_origin(
@@ -91,11 +193,16 @@ async def test_configured_headers_do_not_follow_a_redirect_to_another_origin(
                               "Content-Length: 0\r\n\r\n".encode())
 
         async with server(redirect) as first:
+            assert first.split(":")[:2] == elsewhere.split(":")[:2]  # only the port differs
             status, result = await run(url=first, follow_redirects=True,
-                                       headers={"X-Api-Key": "s3cret"})
+                                       headers={"X-Api-Key": "s3cret",
+                                                "Authorization": "Bearer t0ken"})
     assert status is HealthStatus.HEALTHY and result["status_code"] == 200
     assert b"x-api-key: s3cret" in seen["first"].lower()
-    assert b"s3cret" not in seen["elsewhere"]
+    assert b"authorization: bearer t0ken" in seen["first"].lower()
+    assert seen["elsewhere"].startswith(b"GET / HTTP/1.1")  # the redirect was followed
+    assert b"s3cret" not in seen["elsewhere"] and b"x-api-key" not in seen["elsewhere"].lower()
+    assert b"t0ken" not in seen["elsewhere"] and b"authorization" not in seen["elsewhere"].lower()
 
 
 async def test_redirect_loops_and_excerpts_on_request(anyio_backend: str) -> None:

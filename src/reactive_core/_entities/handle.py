@@ -13,6 +13,7 @@ from .._clock import Clock, as_utc
 from .._errors import ReactiveCoreError
 from .._store.schema import entity_state, entity_transitions
 from .changes import Actor, value_text
+from .ids import is_identifier
 from .state import state_json, validate_state
 from .write import Apply, Write, WritePath
 
@@ -23,6 +24,12 @@ if TYPE_CHECKING:
 S = TypeVar("S", bound=BaseModel)
 T = TypeVar("T")
 P = ParamSpec("P")
+
+
+def _is_field(name: object) -> bool:
+    """Whether `name` can be a logged field name: printable text (no NUL, no lone
+    surrogate), which every backend stores alike."""
+    return isinstance(name, str) and name.isprintable()
 
 
 def _state_select(kind: str, ids: list[str]) -> Any:
@@ -94,8 +101,13 @@ class EntityHandle(Generic[S]):
         self._writes.lock(tx, self._kind.kind, entity_id)
 
     def get_many_in(self, tx: Connection, ids: Iterable[str]) -> dict[str, S]:
-        """Current states of `ids` inside the unit of work `tx`; absent ids are left out."""
-        wanted = list(dict.fromkeys(ids))
+        """Current states of `ids` inside the unit of work `tx`; absent ids are left out.
+
+        An id that breaks the identifier rule (a NUL, a lone surrogate, too long, …) can
+        never have been written, so it is absent too, on every backend alike, without
+        asking the database (PostgreSQL's driver would refuse it, SQLite's not).
+        """
+        wanted = [i for i in dict.fromkeys(ids) if is_identifier(i)]
         if not wanted:
             return {}
         kind = self._kind
@@ -125,7 +137,7 @@ class EntityHandle(Generic[S]):
     def in_state_since_in(self, tx: Connection, entity_id: str, field: str) -> datetime | None:
         """`in_state_since` inside `tx`."""
         current = state_json(self.get_in(tx, entity_id))
-        if current is None:
+        if current is None or not _is_field(field):
             return None
         wanted = value_text(current.get(field))
         t = entity_transitions
@@ -152,6 +164,8 @@ class EntityHandle(Generic[S]):
         """How many times `field` changed within the last `window`."""
         t = entity_transitions
         since = self._clock() - window
+        if not (is_identifier(entity_id) and _is_field(field)):
+            return 0  # never written (see `get_many_in`)
 
         def count(tx: Connection) -> int:
             return int(tx.execute(

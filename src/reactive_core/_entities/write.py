@@ -78,7 +78,15 @@ def _check_write_args(kind: EntityKind, entity_id: str, actor: object,
         raise refuse("<reason>", f"reason has {len(reason)} characters, expected at most "
                                  f"{MAX_REASON_LENGTH}")
     if reason is not None and "\x00" in reason:
-        raise refuse("<reason>", "reason holds a NUL character, which PostgreSQL cannot store")
+        raise refuse("<reason>", "reason holds a NUL character, which PostgreSQL cannot store: "
+                                 "expected text without NUL characters")
+    if reason is not None:
+        try:
+            reason.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise refuse("<reason>", f"reason holds a lone surrogate at position {exc.start}, "
+                                     f"which UTF-8 cannot encode: expected text that UTF-8 "
+                                     f"can encode") from None
 
 
 class WritePath:

@@ -89,6 +89,14 @@ class ParsedConfig:
         line = _line_of(self.root, path)
         return f"{self.source}:{line}" if line else self.source
 
+    def where_key(self, key: Any) -> str:
+        """`file:line` of the top-level key `key` itself (not of its value)."""
+        if isinstance(self.root, yaml.MappingNode):
+            for key_node, _value in self.root.value:
+                if key_node.value == str(key):
+                    return f"{self.source}:{key_node.start_mark.line + 1}"
+        return self.where(key)
+
 
 MAX_CONFIG_BYTES = 1024 * 1024
 """The default size limit of a config file (`HostConfig.config_max_bytes`)."""
@@ -168,6 +176,9 @@ def load_yaml(text: str, *, source: str) -> tuple[yaml.Node | None, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        if context:  # what the parser expected ("expected a single document in the stream")
+            problem = f"{context}, {problem}"
         raise ConfigError(f"{where}: not valid YAML: {problem}") from None
     finally:
         loader.dispose()
@@ -181,10 +192,16 @@ def read_config_file(path: str | Path, *, max_bytes: int = MAX_CONFIG_BYTES) -> 
         if size > max_bytes:
             raise ConfigError(f"config file {str(file)!r} has {size:,} bytes: expected at most "
                               f"{max_bytes:,} (host config config_max_bytes)")
-        raw = file.read_bytes()
+        # At most one byte more than allowed is read: a device, a pipe or a file that
+        # grows after the size check (all of which `stat` may report small) stays bounded.
+        with file.open("rb") as stream:
+            raw = stream.read(max_bytes + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(file)!r}: "
                           f"{exc.strerror or exc}") from None
+    if len(raw) > max_bytes:
+        raise ConfigError(f"config file {str(file)!r} has more than {max_bytes:,} bytes: "
+                          f"expected at most {max_bytes:,} (host config config_max_bytes)")
     return decode_config(raw, source=str(file), max_bytes=max_bytes)
 
 
@@ -208,7 +225,9 @@ def parse_config(text: str, sections: Sequence[ConfigSection], *, source: str,
     Every bad item of every section is reported (up to `MAX_PROBLEMS`), not only the
     first; nothing is applied unless all are good.
     """
-    if len(text.encode("utf-8", errors="replace")) > max_bytes:
+    # Each character is at least one byte: a text longer than the limit is refused
+    # without encoding it (an encoded copy of a huge text is as huge again).
+    if len(text) > max_bytes or len(text.encode("utf-8", errors="replace")) > max_bytes:
         raise ConfigError(f"{source} is larger than {max_bytes:,} bytes (host config "
                           f"config_max_bytes): expected a smaller document")
     root, data = load_yaml(text, source=source)
@@ -226,8 +245,8 @@ def parse_config(text: str, sections: Sequence[ConfigSection], *, source: str,
     for key, value in data.items():
         section = by_key.get(str(key))
         if section is None:
-            problems.append(f"{parsed.where(key)}: unknown section {_shown(key)}: expected one "
-                            f"of {known}")
+            problems.append(f"{parsed.where_key(key)}: unknown section {_shown(key)}: expected "
+                            f"one of {known}")
             continue
         if value is None:
             value = []
