@@ -95,7 +95,10 @@ class SloPlugin:
         self.service = service = SloService(
             host=host, cache=ReadThroughCache(ttl=settings.cache_ttl_seconds), clock=host.clock)
         service_box.append(service)
-        handlers = SloHandlers(service)
+        from .jobs import DAILY_CRON, DAILY_JOB, WEEKLY_DIGEST_CRON, WEEKLY_DIGEST_JOB, SloJobs
+
+        jobs = SloJobs(host=host, service=service)
+        handlers = SloHandlers(service, on_recovery=jobs.evaluate_achievements_for)
         registry.on_entity_changed(SLO_KIND, self._invalidate)
         registry.on_entity_changed(HEALTH_KIND, self._invalidate)
         registry.on_entity_changed(HEALTH_KIND, handlers.system_down,
@@ -108,6 +111,8 @@ class SloPlugin:
                                    delivery=WorkQueue(SYSTEM_CLEANUP_GROUP))
         registry.on_timer(REFRESH_TOPIC, self._refresh, concurrency=1,
                           retry=RetryPolicy(max_retries=0))
+        registry.add_job(DAILY_JOB, jobs.daily, cron=DAILY_CRON)
+        registry.add_job(WEEKLY_DIGEST_JOB, jobs.weekly_digest, cron=WEEKLY_DIGEST_CRON)
 
     async def _invalidate(self, change: EntityChange) -> None:
         """Broadcast on `slo` and `health`: drop cached reads on every instance (an

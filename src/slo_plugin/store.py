@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from .models import Attribution, DowntimeEvent, MaintenanceWindow, Objective
 from .schema import (
     slo_achievements,
+    slo_digests,
     slo_downtime_events,
     slo_maintenance_windows,
     slo_objectives,
@@ -322,3 +323,30 @@ def delete_achievement_in(tx: Connection, key: str) -> None:
 def count_events_in(tx: Connection, objective_id: str) -> int:
     return int(tx.execute(select(func.count()).select_from(_e).where(
         _e.c.objective_id == objective_id)).scalar_one())
+
+
+# -- for the jobs ----------------------------------------------------------------------------
+
+def objective_system_ids_in(tx: Connection) -> list[str]:
+    """The systems that have objectives, sorted (read without parsing the objectives)."""
+    return list(tx.execute(select(_o.c.system_id).distinct().order_by(_o.c.system_id))
+                .scalars())
+
+
+def longest_window_in(tx: Connection) -> int | None:
+    """The longest objective window in days; None without objectives."""
+    value = tx.execute(select(func.max(_o.c.window_days))).scalar()
+    return None if value is None else int(value)
+
+
+def digest_exists_in(tx: Connection, week: str) -> bool:
+    """True when the digest of ISO week `week` was written."""
+    return tx.execute(select(slo_digests.c.week).where(
+        slo_digests.c.week == week)).first() is not None
+
+
+def insert_digest_in(tx: Connection, week: str, digest: dict[str, Any], now: datetime,
+                     ) -> None:
+    """Record the digest of `week` (its JSON form)."""
+    tx.execute(insert(slo_digests).values(week=week, digest=digest, sent_at=now))
+
