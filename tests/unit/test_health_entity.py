@@ -311,13 +311,13 @@ async def test_public_names_are_pinned_and_sorted() -> None:
     assert health_plugin.__all__ == sorted(health_plugin.__all__)
     assert set(health_plugin.__all__) == {
         "Association", "AssociationDeclaration", "AssociationWrite", "CheckConfiguration",
-        "CHECK_TOPIC", "CheckDeclaration", "CheckOutcome", "CheckRun", "CheckStateTransition",
-        "CheckWrite",
+        "CHECK_TOPIC", "CheckDeclaration", "CheckOutcome", "CheckRun", "CheckState",
+        "CheckStateTransition", "CheckWrite",
         "HEALTH_KIND", "HealthChangeClassification", "HealthError", "HealthPlugin",
         "HealthService", "HealthSettings", "HealthState", "HealthStatus", "InvalidCheck",
         "SYSTEM_CLEANUP_GROUP", "SYSTEM_DEGRADED", "SYSTEM_HEALTHY", "SYSTEM_HEALTH_CHANGED",
         "Strategy", "StrategyContext", "SystemStatus", "ThresholdMode", "Thresholds", "UnknownCheck",
-        "UnknownSystem", "classify_health_change", "derive_health_triggers",
+        "UnknownSystem", "check_state_in", "classify_health_change", "derive_health_triggers",
         "evaluate_status", "health_change_payload", "health_service",
     }
     assert health_plugin.HEALTH_KIND == "health"
