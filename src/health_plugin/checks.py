@@ -18,7 +18,13 @@ from reactive_core import Actor, InvalidIdentifier, check_id
 
 from . import queries as q
 from .entity import system_ids
-from .models import CheckConfiguration, InvalidCheck, UnknownCheck
+from .models import (
+    MAX_INTERVAL_SECONDS,
+    MIN_INTERVAL_SECONDS,
+    CheckConfiguration,
+    InvalidCheck,
+    UnknownCheck,
+)
 from .queries import utcnow
 from .schema import health_check_configurations as _cfg
 from .writes import ServiceParts
@@ -86,9 +92,11 @@ class CheckOps(ServiceParts):
         check_id = valid_id(check_id, "check", "id")
         normalized = self._normalized_config(strategy, config)
         if (isinstance(interval_seconds, bool) or not isinstance(interval_seconds, (int, float))
-                or not interval_seconds > 0):
-            raise InvalidCheck(f"interval_seconds must be a number > 0, received "
-                               f"{interval_seconds!r}", field="interval_seconds")
+                or not MIN_INTERVAL_SECONDS <= interval_seconds <= MAX_INTERVAL_SECONDS):
+            raise InvalidCheck(
+                f"interval_seconds must be a number of seconds from {MIN_INTERVAL_SECONDS:g} "
+                f"to {MAX_INTERVAL_SECONDS:g}, received {interval_seconds!r}",
+                field="interval_seconds")
         wanted = CheckConfiguration(
             id=check_id, name=name or check_id, strategy=strategy, config=normalized,
             interval_seconds=float(interval_seconds), paused=paused)

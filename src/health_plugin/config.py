@@ -35,10 +35,16 @@ ASSOCIATIONS_ORDER = 40
 
 
 def apply_checks(tx: Connection, service: HealthService,
-                 items: list[CheckDeclaration]) -> list[str]:
-    """Upsert each declared check; report created and updated ones."""
+                 items: list[CheckDeclaration], *, min_interval: float = 1.0) -> list[str]:
+    """Upsert each declared check; report created and updated ones. An interval under
+    `min_interval` seconds (the health setting `min_interval_seconds`) is refused."""
     lines: list[str] = []
     for index, item in enumerate(items):
+        if item.interval_seconds < min_interval:
+            raise ConfigItemError(
+                index, f"check {item.id!r}: interval_seconds {item.interval_seconds:g} is "
+                       f"below the minimum: expected at least {min_interval:g} seconds (the "
+                       f"health setting min_interval_seconds)", field="interval_seconds")
         try:
             write = service.upsert_check_in(
                 tx, item.id, strategy=item.strategy, config=item.config, name=item.name,

@@ -105,7 +105,8 @@ class HealthPlugin:
                          every=RETENTION_EVERY_SECONDS)
         registry.add_config_section(
             CHECKS_SECTION, CheckDeclaration,
-            lambda tx, _host, items: apply_checks(tx, service, items),
+            lambda tx, _host, items: apply_checks(
+                tx, service, items, min_interval=settings.min_interval_seconds),
             order=CHECKS_ORDER, identity=["id"])
         registry.add_config_section(
             ASSOCIATIONS_SECTION, AssociationDeclaration,

@@ -104,6 +104,12 @@ class CheckStateTransition(BaseModel):
 # -- config-file items ----------------------------------------------------------------
 
 
+MIN_INTERVAL_SECONDS = 0.01
+"""The shortest interval a check may have at all (the Python API; demos and tests)."""
+MAX_INTERVAL_SECONDS = 7 * 86_400.0
+"""The longest interval a check may have."""
+
+
 class CheckDeclaration(BaseModel):
     """One item of the `checks` config section.
 
@@ -117,7 +123,7 @@ class CheckDeclaration(BaseModel):
     name: str | None = Field(default=None, min_length=1)
     strategy: str = Field(min_length=1)
     config: dict[str, Any] = Field(default_factory=dict)
-    interval_seconds: float = Field(default=60.0, gt=0, le=86_400 * 7)
+    interval_seconds: float = Field(default=60.0, gt=0, le=MAX_INTERVAL_SECONDS)
     paused: bool = False
 
 
@@ -152,6 +158,7 @@ class HealthSettings(BaseModel):
     raw_retention_days: float = Field(default=7.0, gt=0)
     transition_retention_days: float = Field(default=30.0, gt=0)
     use_env_proxy: bool = False
+    min_interval_seconds: float = Field(default=1.0, ge=MIN_INTERVAL_SECONDS, le=3600)
 
     @model_validator(mode="after")
     def _lease_outlasts_a_run(self) -> HealthSettings:

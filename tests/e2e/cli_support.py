@@ -38,8 +38,11 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def health_env(**extra: str) -> dict[str, str]:
-    """`cli_env` with the health plugin loaded as well as the catalog."""
-    return cli_env(**{"REACTIVE_PLUGINS": "catalog,health", **extra})
+    """`cli_env` with the health plugin loaded as well as the catalog, and checks allowed
+    to run every 0.1 s (config files refuse intervals under 1 s by default)."""
+    return cli_env(**{"REACTIVE_PLUGINS": "catalog,health",
+                      "REACTIVE_PLUGIN_SETTINGS": '{"health": {"min_interval_seconds": 0.05}}',
+                      **extra})
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str,

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from catalog_plugin import Catalog
-from health_plugin import HealthState, HealthStatus, ThresholdMode, health_service
+from health_plugin import HealthState, HealthStatus, InvalidCheck, ThresholdMode, health_service
 from plugins_for_tests import make_health_host
 from reactive_core import ConfigError, Host, apply_config_text
 
@@ -125,6 +125,10 @@ BAD_CASES = {
     "association naming a check id with a newline": (
         ("check: db-tcp", "check: \"db\\ntcp\""), "check: \"db",
         "associations[1].check: Value error, holds the non-printable character"),
+    "interval under the minimum": (
+        ("interval_seconds: 30", "interval_seconds: 0.001"), "interval_seconds: 0.001",
+        "checks[0]: check 'api-http': interval_seconds 0.001 is below the minimum: expected "
+        "at least 1 seconds (the health setting min_interval_seconds)"),
     "misspelled key": (
         ("interval_seconds: 30", "intervall_seconds: 30"), "intervall_seconds",
         "checks[0].intervall_seconds: unknown field"),
@@ -156,3 +160,15 @@ async def test_duplicate_declarations_are_refused(host: Host) -> None:
                                           r"'api-http'\) is already declared by associations\[0\]"):
         await apply_config_text(host, text)
     assert await health_service(host).checks() == []
+
+
+async def test_the_interval_floor_of_config_files_is_a_health_setting(sqlite_url: str) -> None:
+    text = GOOD.replace("interval_seconds: 30", "interval_seconds: 0.2")
+    async with make_host(sqlite_url, min_interval_seconds=0.1) as host:
+        await apply_config_text(host, text, source="health.yaml")
+        (check,) = [c for c in await health_service(host).checks() if c.id == "api-http"]
+        assert check.interval_seconds == 0.2
+        with pytest.raises(InvalidCheck, match="from 0.01 to 604800"):
+            await health_service(host).upsert_check("fast", strategy="tcp",
+                                                    config={"host": "127.0.0.1", "port": 9},
+                                                    interval_seconds=0.001)
