@@ -117,7 +117,7 @@ class CheckDeclaration(BaseModel):
     (strategies come from plugins), and reported with this item's line.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     id: Identifier
     name: str | None = Field(default=None, min_length=1)

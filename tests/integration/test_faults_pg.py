@@ -262,3 +262,13 @@ async def test_the_dispatcher_never_waits_for_a_write_holding_an_entity(pg_url: 
             await host.drain()
         assert await host.deliveries(status="pending") == []
         assert sorted(handled) == ["held", "other"]
+
+
+async def test_log_filters_that_no_write_can_store_match_nothing(pg_url: str) -> None:
+    async with make_host(pg_url) as host:
+        await host.entity(KIND).mutate("a", bump)
+        for bad in ("a\x00", "\ud800"):
+            assert await host.changes(kind=KIND, entity_id=bad) == []
+            assert await host.transitions(kind=KIND, entity_id=bad) == []
+            assert await host.transitions(kind=KIND, field=bad) == []
+        assert len(await host.changes(kind=KIND, entity_id="a")) == 1

@@ -125,6 +125,9 @@ BAD_CASES = {
     "association naming a check id with a newline": (
         ("check: db-tcp", "check: \"db\\ntcp\""), "check: \"db",
         "associations[1].check: Value error, holds the non-printable character"),
+    "interval not a number": (
+        ("interval_seconds: 30", "interval_seconds: .nan"), "interval_seconds: .nan",
+        "checks[0].interval_seconds: Input should be a finite number"),
     "interval under the minimum": (
         ("interval_seconds: 30", "interval_seconds: 0.001"), "interval_seconds: 0.001",
         "checks[0]: check 'api-http': interval_seconds 0.001 is below the minimum: expected "
@@ -168,7 +171,7 @@ async def test_the_interval_floor_of_config_files_is_a_health_setting(sqlite_url
         await apply_config_text(host, text, source="health.yaml")
         (check,) = [c for c in await health_service(host).checks() if c.id == "api-http"]
         assert check.interval_seconds == 0.2
-        with pytest.raises(InvalidCheck, match="from 0.01 to 604800"):
+        with pytest.raises(InvalidCheck, match=r"from 0\.01 to 604800"):
             await health_service(host).upsert_check("fast", strategy="tcp",
                                                     config={"host": "127.0.0.1", "port": 9},
                                                     interval_seconds=0.001)

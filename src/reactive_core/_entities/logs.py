@@ -27,6 +27,22 @@ class Transition:
     transitioned_at: datetime
 
 
+def _never_stored(*values: str | None) -> bool:
+    """True when a filter value can match nothing stored: text with a NUL or a lone
+    surrogate, which no write accepts and which drivers refuse to send (PostgreSQL) or
+    to encode (SQLite)."""
+    for value in values:
+        if value is None:
+            continue
+        if not isinstance(value, str) or "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+    return False
+
+
 def read_changes(
     tx: Connection, *, kind: str | None = None, entity_id: str | None = None,
     after_seq: int = 0, before_seq: int | None = None, limit: int | None = None,
@@ -39,6 +55,8 @@ def read_changes(
     `limit` below `before_seq` — so a listing walks a log of any size a page at a
     time, forward from a seq or back from one, without gaps.
     """
+    if _never_stored(kind, entity_id):
+        return []
     c = entity_changes
     query = select(c).where(c.c.seq > after_seq)
     if before_seq is not None:
@@ -72,6 +90,8 @@ def read_transitions(
     With `limit`: the newest `limit` (with ids below `before_id`, when given), or with
     `after_id` alone the oldest `limit` above it (the next page forward).
     """
+    if _never_stored(kind, entity_id, field):
+        return []
     t = entity_transitions
     query = select(t)
     for column, value in ((t.c.kind, kind), (t.c.entity_id, entity_id), (t.c.field, field)):
