@@ -6,9 +6,28 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reactive_core import ReadThroughCache, RetryPolicy, WorkQueue, hookimpl
+from reactive_core import (
+    CliCommand,
+    DemoStep,
+    ReadThroughCache,
+    RetryPolicy,
+    WorkQueue,
+    hookimpl,
+)
 
 from . import store
+from .commands import slo_command
+from .config import (
+    MAINTENANCE_ORDER,
+    MAINTENANCE_SECTION,
+    OBJECTIVES_ORDER,
+    OBJECTIVES_SECTION,
+    MaintenanceDeclaration,
+    ObjectiveDeclaration,
+    apply_maintenance,
+    apply_objectives,
+)
+from .demo import SloDemo
 from .derivers import ACHIEVEMENT_KIND, DIGEST_KIND, derive_slo_triggers, slo_trigger_payload
 from .entity import SLO_KIND, SloState
 from .handlers import (
@@ -113,6 +132,14 @@ class SloPlugin:
                           retry=RetryPolicy(max_retries=0))
         registry.add_job(DAILY_JOB, jobs.daily, cron=DAILY_CRON)
         registry.add_job(WEEKLY_DIGEST_JOB, jobs.weekly_digest, cron=WEEKLY_DIGEST_CRON)
+        registry.add_config_section(
+            MAINTENANCE_SECTION, MaintenanceDeclaration,
+            lambda tx, host_, items: apply_maintenance(tx, host_, service, items),
+            order=MAINTENANCE_ORDER, identity=["id"])
+        registry.add_config_section(
+            OBJECTIVES_SECTION, ObjectiveDeclaration,
+            lambda tx, _host, items: apply_objectives(tx, service, items),
+            order=OBJECTIVES_ORDER, identity=["id"])
 
     async def _invalidate(self, change: EntityChange) -> None:
         """Broadcast on `slo` and `health`: drop cached reads on every instance (an
@@ -133,3 +160,16 @@ class SloPlugin:
         current = await host.timers.get(REFRESH_TOPIC, REFRESH_KEY)
         if current is None or current.every_seconds != every:
             await host.timers.schedule(REFRESH_TOPIC, REFRESH_KEY, every=every)
+
+    @hookimpl
+    def reactive_cli_commands(self) -> list[CliCommand]:
+        """`reactive slo`."""
+        assert self.service is not None
+        return [slo_command(self.service)]
+
+    @hookimpl
+    def reactive_demo_steps(self) -> list[DemoStep]:
+        """An objective on the flaky target's system, an upstream that fails first, and
+        the `slo` entity's changes as they happen."""
+        assert self.service is not None
+        return SloDemo(self.service).steps()

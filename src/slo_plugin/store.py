@@ -350,3 +350,12 @@ def insert_digest_in(tx: Connection, week: str, digest: dict[str, Any], now: dat
     """Record the digest of `week` (its JSON form)."""
     tx.execute(insert(slo_digests).values(week=week, digest=digest, sent_at=now))
 
+
+def maintenance_window_in(tx: Connection, window_id: str,
+                          ) -> tuple[str, MaintenanceWindow] | None:
+    """Maintenance window `window_id` with its system id, or None."""
+    row = tx.execute(select(_m).where(_m.c.id == window_id)).first()
+    if row is None:
+        return None
+    return row.system_id, MaintenanceWindow(start=utc(row.starts_at), end=utc(row.ends_at),
+                                            cancelled=row.cancelled)

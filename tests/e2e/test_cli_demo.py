@@ -1,5 +1,6 @@
-"""`reactive demo`: a self-contained run of the catalog and of health checks against a
-flaky local target, printing what happens, then exiting by itself."""
+"""`reactive demo`: a self-contained run of the catalog, of health checks against a
+flaky local target and of an objective's error budget, printing what happens, then
+exiting by itself."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from cli_support import Cli, table
 
 ARROW = "→"
+SLO = ("--plugin", "slo_plugin.hooks:SloPlugin")
 
 
 def health_blocks(out: str) -> list[tuple[str, dict[str, str]]]:
@@ -24,9 +26,9 @@ def health_blocks(out: str) -> list[tuple[str, dict[str, str]]]:
     return blocks
 
 
-def test_demo_prints_the_catalog_and_the_health_story_then_exits(health_cli: Cli) -> None:
+def test_demo_prints_the_catalog_health_and_slo_story_then_exits(health_cli: Cli) -> None:
     cli = health_cli
-    result = cli("demo", "--seconds", "0", url=None, timeout=60)
+    result = cli("demo", "--seconds", "0", *SLO, url=None, timeout=60)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -71,17 +73,50 @@ def test_demo_prints_the_catalog_and_the_health_story_then_exits(health_cli: Cli
     status = table(out.split("== status (what `reactive status` prints)\n")[1].split("\n\n")[0])
     assert [row[:4] for row in status] == [["SYSTEM", "NAME", "STATUS", "HEALTHY"],
                                            ["api", "Orders API", "healthy", "1/1"],
-                                           ["db", "Orders database", "unhealthy", "0/1"]]
+                                           ["db", "Orders database", "unhealthy", "0/1"],
+                                           ["dns", "Name service", "healthy", "1/1"]]
     assert status[0][4] == "SINCE (UTC)"
     assert all(re.fullmatch(r"\S+ \S+ \(for \d+s\)", row[4]) for row in status[1:])
-    assert f"edges: api {ARROW} db (critical), web {ARROW} api (critical)" in out
+    assert (f"edges: api {ARROW} db (critical), api {ARROW} dns (critical), "
+            f"web {ARROW} api (critical)") in out
     assert re.search(r"target: \d+ requests \(4 ok, 4 error, 2 hang, \d+ ok\)", out)
-    assert "demo-audit handled 7 changes\n" in out
-    assert re.search(r"changes: 7 catalog-system, \d+ health; transitions: \d+\n"
-                     r"deliveries: 21 \(21 done\)\n", out)
-    assert "triggers: catalog.created x4, catalog.updated x2, catalog.deleted x1\n" in out
-    assert re.search(r"healthcheck\.system_degraded x2, healthcheck\.system_health_changed x\d+, "
-                     r"healthcheck\.system_healthy x1", out)
+    assert "demo-audit handled 8 changes\n" in out
+    assert re.search(r"changes: 8 catalog-system, \d+ health, \d+ slo\b[^;\n]*; transitions: \d+\n"
+                     r"deliveries: (\d+) \(\1 done\)\n", out)
+    assert "triggers: catalog.created x5, catalog.updated x2, catalog.deleted x1\n" in out
+    assert re.search(r"healthcheck\.system_degraded x3, healthcheck\.system_health_changed x\d+, "
+                     r"healthcheck\.system_healthy x2", out)
+
+    # The SLO part: dns, which api depends on, fails first; api's outage is blamed on it,
+    # then split into api's own once dns is fixed; the slo entity's changes as they happen.
+    assert re.search(r"change  #8 +catalog-system:dns  created by user:demo", out)
+    assert re.search(rf"check   dns-tcp  tcp 127\.0\.0\.1:\d+, where nothing listens {ARROW} "
+                     r"system dns, unhealthy after 1 failure: ran unhealthy", out)
+    assert ("slo     slo:api-availability  created  budgetRemainingPercent 100, burnAlert none, "
+            "availability 100\n") in out
+    story = [(m.group(1), m.group(2)) for m in re.finditer(
+        r"^  (?:event   #\d+ (upstream \(dns\)|self) +(opened|closed)|(fix)     dns)", out,
+        re.MULTILINE)]
+    assert [(what or "fix", how or "") for what, how in story] == [
+        ("upstream (dns)", "opened"), ("fix", ""), ("upstream (dns)", "closed"),
+        ("self", "opened"), ("self", "closed")]
+    assert "(the outage is split)" in out
+    recovered = re.search(r"slo:api-availability  updated  \(api recovered\)\n"
+                          rf" +budgetRemainingPercent +100 {ARROW} ([\d.]+)\n"
+                          rf" +burnAlert +none {ARROW} fast_burn\n", out)
+    assert recovered is not None and float(recovered.group(1)) < 50  # 0.864s of budget
+    slo = table(out.split("== slo (what `reactive slo` prints)\n")[1].split("\n\n")[0])
+    assert slo[0][:5] == ["OBJECTIVE", "SYSTEM", "TARGET", "WINDOW", "AVAILABILITY"]
+    assert slo[1][:4] == ["api-availability", "api", "99.999%", "1d"]
+    assert slo[1][7] == "fast_burn"
+    shown = out.split("`reactive slo api-availability` prints)\n")[1].split("\n\n== ")[0]
+    assert "target        99.999% over 1 day (self-only, excluding db)" in shown
+    events = table(shown.split("\n\n")[1])
+    assert [row[3:] for row in events] == [["ATTRIBUTION", "UPSTREAM"], ["self", "-"],
+                                           ["upstream", "dns (Name service)"]]
+    assert re.search(r"objective api-availability: [\d.]+% of its budget left, burn alert "
+                     r"fast_burn; events: upstream \(dns\), self\n", out)
+
     # The default database is a temporary file, gone afterwards; nothing lands in the cwd.
     location = re.search(r"reactive demo on sqlite:///(\S+)", out)
     assert location is not None and not Path(location.group(1)).exists()
