@@ -169,7 +169,7 @@ def _without(spans: list[_Span], holes: list[_Span]) -> list[_Span]:
 
 def _seconds(spans: list[_Span]) -> float:
     """The total length of disjoint `spans`, in seconds (exact to the microsecond)."""
-    return -sum(starmap(sub, spans), _NOTHING).total_seconds()
+    return (-sum(starmap(sub, spans), _NOTHING)).total_seconds()  # never -0.0
 
 
 def _seconds_since(spans: list[_Span], cut: datetime) -> float:

@@ -471,3 +471,9 @@ def test_events_and_maintenance_windows_must_be_ordered() -> None:
         window(MIN, MIN)
     with pytest.raises(ValidationError, match="attribution"):
         DowntimeEvent(start=NOW, end=None, attribution="sometimes")  # type: ignore[arg-type]
+
+
+def test_no_downtime_is_a_plain_zero_not_minus_zero() -> None:
+    result = compute_status(objective(), [], now=NOW, currently_down=False)
+    assert str(result.error_budget_consumed_minutes) == "0.0"
+    assert str(result.burn_rate) == "0.0"
