@@ -122,9 +122,9 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
     transitions.add_argument("--id", dest="entity_id", metavar="ID",
                              help="only rows of the entity with id ID")
     transitions.add_argument("--field", metavar="F", help="only rows of the field F")
-    transitions.add_argument("--after", type=int, metavar="ID",
+    transitions.add_argument("--after", type=_cursor, metavar="ID",
                              help="the N rows with an id above ID (to page forward)")
-    transitions.add_argument("--before", type=int, metavar="ID",
+    transitions.add_argument("--before", type=_cursor, metavar="ID",
                              help="the newest N rows with an id below ID (to page back)")
     transitions.add_argument("--limit", type=_positive, default=100, metavar="N",
                              help="show the newest N rows (default 100)")
@@ -134,9 +134,9 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
     changes.add_argument("--kind", metavar="K", help="only changes of entity kind K")
     changes.add_argument("--id", dest="entity_id", metavar="ID",
                          help="only changes of the entity with id ID")
-    changes.add_argument("--after", type=int, default=0, metavar="SEQ",
+    changes.add_argument("--after", type=_cursor, default=0, metavar="SEQ",
                          help="the N changes with a seq above SEQ (to page forward)")
-    changes.add_argument("--before", type=int, metavar="SEQ",
+    changes.add_argument("--before", type=_cursor, metavar="SEQ",
                          help="the newest N changes with a seq below SEQ (to page back)")
     changes.add_argument("--limit", type=_positive, default=100, metavar="N",
                          help="show the newest N changes (default 100)")
@@ -149,11 +149,11 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
     deliveries.add_argument("--group", metavar="G", help="only deliveries of work-queue group G")
     deliveries.add_argument("--limit", type=_positive, default=100, metavar="N",
                             help="show the newest N deliveries (default 100)")
-    deliveries.add_argument("--after", type=int, metavar="ID",
+    deliveries.add_argument("--after", type=_cursor, metavar="ID",
                             help="the N deliveries with an id above ID (to page forward)")
-    deliveries.add_argument("--before", type=int, metavar="ID",
+    deliveries.add_argument("--before", type=_cursor, metavar="ID",
                             help="the newest N deliveries with an id below ID (to page back)")
-    deliveries.add_argument("--replay", type=int, metavar="ID",
+    deliveries.add_argument("--replay", type=_cursor, metavar="ID",
                             help="re-queue the dead-lettered delivery ID")
 
     timers = commands.add_parser("timers", parents=[common, listing],
@@ -197,9 +197,24 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    return value
+
+
+def _cursor(text: str) -> int:
+    """A paging cursor: a seq or an id, a whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number (a seq or an id from a listing), received {text!r}")
     return value
 
 
@@ -465,6 +480,15 @@ def _pre_parse(argv: Sequence[str]) -> argparse.Namespace:
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the command, and return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(argv)
+    except SystemExit as exc:
+        # argparse's own exits: --help and --version (0), a usage error (2, already
+        # explained on stderr).
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+
+
+def _run(argv: list[str]) -> int:
     database_url = None
     try:
         early = _pre_parse(argv)
