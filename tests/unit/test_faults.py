@@ -174,3 +174,41 @@ async def test_the_feed_and_the_dispatcher_survive_transient_database_errors(
     restarts = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("broadcast feed failed") for m in restarts)
     assert any(m.startswith("work-queue dispatcher failed") for m in restarts)
+
+
+async def test_a_unit_failing_mid_result_leaves_no_stale_reader_behind(
+    sqlite_url: str, anyio_backend: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # SQLite keeps the read snapshot of a statement left open by a unit that raised
+    # while iterating it, even after ROLLBACK: a pooled reader reused afterwards would
+    # miss every later commit. Here the error is logged with its traceback (as jobs and
+    # timers do), which keeps the half-read result alive.
+    from sqlalchemy import text
+
+    log = logging.getLogger("test.stale")
+
+    async with Host(database_url=sqlite_url, plugins=[], entry_points=False,
+                    config={"run_jobs": False}) as host:
+        await host.run(lambda tx: tx.exec_driver_sql("CREATE TABLE t (x INTEGER)"))
+        await host.run(lambda tx: tx.exec_driver_sql(
+            "INSERT INTO t VALUES (1), (2), (3)"))
+
+        def check(x: int) -> int:
+            if x == 2:
+                raise LookupError("stop halfway")
+            return x
+
+        def half_read(tx: Any) -> list[int]:
+            return [check(row.x) for row in tx.execute(text("SELECT x FROM t ORDER BY x"))]
+
+        for _ in range(6):  # every pooled reader, and the writer
+            for unit in (host.read, host.run):
+                try:
+                    await unit(half_read)
+                except LookupError:
+                    log.exception("a unit failed")
+        for n in range(4, 10):
+            await host.run(lambda tx, n=n: tx.exec_driver_sql(f"INSERT INTO t VALUES ({n})"))
+            counts = [await host.read(lambda tx: tx.exec_driver_sql(
+                "SELECT count(*) FROM t").scalar_one()) for _ in range(8)]
+            assert counts == [n] * 8

@@ -254,10 +254,26 @@ class Database:
                     with conn.begin():
                         return fn(conn, *args)
                 except DBAPIError as exc:
+                    self._discard_after_failure(conn)
                     if exc.connection_invalidated and attempt == 1:
                         continue
                     raise
+                except BaseException:
+                    self._discard_after_failure(conn)
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _discard_after_failure(self, conn: Connection) -> None:
+        """Drop a SQLite connection whose unit of work failed.
+
+        A unit that raised while iterating a result leaves that statement open, and
+        SQLite keeps an open statement's read snapshot after ROLLBACK: the connection
+        would go on reading the database as it was (a pooled reader missing every later
+        commit). Closing the connection finalizes its statements; it costs a reconnect,
+        and only after a failure.
+        """
+        if self.dialect == "sqlite" and not conn.invalidated:
+            conn.invalidate()
 
     def _lane(self) -> _Lane:
         """The lane a new unit joins: an idle one if any, else the shortest queue."""
@@ -349,6 +365,7 @@ class Database:
         with lane.lock:
             conn = self._writer(lane)
             committing = False
+            failed_inside = False  # a unit rolled back to its savepoint
             for job in batch:
                 job.retry = False
                 job.attempts += 1
@@ -394,6 +411,7 @@ class Database:
                                     driver.execute("ROLLBACK TO reactive_unit")
                                     driver.execute("RELEASE reactive_unit")
                                 conn.info.pop(_AFTER_COMMIT, None)
+                                failed_inside = True
                                 if _transient(exc) and job.attempts < _MAX_RETRIES:
                                     job.retry = True
                                 else:
@@ -423,7 +441,14 @@ class Database:
                 if lane.conn is not None and not lane.conn.invalidated and (
                         lost or _driver_closed(lane.conn)):
                     lane.conn.invalidate()  # lost under a DBAPI cursor: SQLAlchemy missed it
+                if lane.conn is not None:
+                    self._discard_after_failure(lane.conn)
                 if lane.conn is not None and lane.conn.invalidated:
+                    lane.conn = None
+                return
+            if failed_inside and lane.conn is not None:
+                self._discard_after_failure(lane.conn)
+                if lane.conn.invalidated:
                     lane.conn = None
 
     async def close(self) -> None:
