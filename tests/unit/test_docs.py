@@ -24,6 +24,7 @@ import pytest
 import catalog_plugin
 import health_plugin
 import reactive_core
+import slo_plugin
 from health_plugin import hookspecs as health_hookspecs
 from reactive_core import hookspecs
 from reactive_core._cli.commands import EXIT_ABANDONED
@@ -116,7 +117,8 @@ def test_every_hook_spec_has_a_reference_heading() -> None:
     )
 
 
-@pytest.mark.parametrize("package", [catalog_plugin, health_plugin], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("package", [catalog_plugin, health_plugin, slo_plugin],
+                         ids=lambda m: m.__name__)
 def test_every_plugin_public_name_has_a_heading_in_its_reference_section(package: object) -> None:
     name = package.__name__  # type: ignore[attr-defined]
     section = _section(REFERENCE.read_text(encoding="utf-8"), name)
