@@ -64,11 +64,18 @@ class SloReader:
                                         now - timedelta(days=longest))
         systems = sorted({o.system_id for o in objectives if o.exclude_maintenance})
         maintenance = store.maintenance_in(tx, systems, now - timedelta(days=longest))
+        # Live health: one read for every system the objectives follow; the few that
+        # follow one check read it each.
+        down = self._around.systems_down_in(tx, sorted(
+            {o.system_id for o in objectives if o.health_check_configuration_id is None}))
         found: dict[str, tuple[Objective, SloStatus]] = {}
         for objective in objectives:
-            live = self._around.objective_in(tx, objective)
+            if objective.health_check_configuration_id is None:
+                currently_down = objective.system_id in down
+            else:
+                currently_down = self._around.objective_in(tx, objective).down
             status = compute_status(
-                objective, events[objective.id], now=now, currently_down=live.down,
+                objective, events[objective.id], now=now, currently_down=currently_down,
                 maintenance=maintenance.get(objective.system_id, ()))
             found[objective.id] = (objective, status)
         return found

@@ -22,7 +22,7 @@ from . import store
 from .derivers import ACHIEVEMENT_KIND
 from .downtime import DowntimeRules
 from .entity import SLO_KIND, SloReader, SloState
-from .models import Objective
+from .models import DependencyExclusion, Objective
 from .reads import SloReads
 from .surroundings import Surroundings
 
@@ -224,7 +224,7 @@ class SloService(SloReads):
     async def upstream_went_down(self, upstream: str, at: datetime) -> None:
         """`upstream` went down at `at`: self events of the systems depending on it
         split."""
-        await self._apply_rule(await self._downstream_objectives(upstream),
+        await self._apply_rule(await self._downstream_objectives(upstream, splitting=True),
                                lambda tx, o: self._rules.upstream_down_in(tx, o, upstream, at),
                                f"upstream {upstream} down")
 
@@ -265,10 +265,18 @@ class SloService(SloReads):
 
         return await self._host.read(read)
 
-    async def _downstream_objectives(self, upstream: str) -> list[Objective]:
+    async def _downstream_objectives(self, upstream: str, *,
+                                     splitting: bool = False) -> list[Objective]:
+        """The objectives of the systems depending on `upstream` (with `splitting`,
+        only those an upstream outage can split: self-only, `upstream` not excluded)."""
         def read(tx: Connection) -> list[Objective]:
             downstream = self._around.downstreams_in(tx, upstream)
-            return store.objectives_in(tx, system_ids=downstream) if downstream else []
+            found = store.objectives_in(tx, system_ids=downstream) if downstream else []
+            if splitting:
+                found = [o for o in found
+                         if o.dependency_exclusion is DependencyExclusion.SELF_ONLY
+                         and upstream not in o.excluded_dependency_ids]
+            return found
 
         return await self._host.read(read)
 

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 
 from .models import Attribution, DowntimeEvent, MaintenanceWindow, Objective
 from .schema import (
@@ -35,7 +44,9 @@ _ach = slo_achievements
 
 def utc(value: datetime) -> datetime:
     """`value` as an aware UTC datetime (SQLite hands back naive UTC)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 # -- objectives ---------------------------------------------------------------------------
@@ -115,10 +126,16 @@ class StoredEvent:
 
 
 def _event(row: Any) -> StoredEvent:
-    return StoredEvent(id=int(row.id), objective_id=row.objective_id, event=DowntimeEvent(
+    # Rows this module wrote: built without validating them again (the hot path of every
+    # status read, thousands of events per objective).
+    return StoredEvent(id=int(row.id), objective_id=row.objective_id,
+                       event=DowntimeEvent.model_construct(
         start=utc(row.started_at), end=None if row.ended_at is None else utc(row.ended_at),
-        attribution=Attribution(row.attribution), upstream_system_id=row.upstream_system_id,
+        attribution=_ATTRIBUTIONS[row.attribution], upstream_system_id=row.upstream_system_id,
         upstream_system_name=row.upstream_system_name))
+
+
+_ATTRIBUTIONS = {a.value: a for a in Attribution}
 
 
 def open_event_in(tx: Connection, objective_id: str) -> StoredEvent | None:
@@ -169,16 +186,36 @@ def insert_closed_event_in(tx: Connection, objective_id: str, start: datetime, e
 
 def window_events_in(tx: Connection, objective_ids: Sequence[str], since: datetime,
                      ) -> dict[str, list[DowntimeEvent]]:
-    """Each objective's events that overlap `[since, …)`, oldest first."""
+    """Each objective's events that overlap `[since, …)`, oldest first.
+
+    Read untyped and parsed here: SQLAlchemy's timestamp processing costs more than the
+    query on SQLite (every status read loads thousands of events).
+    """
     found: dict[str, list[DowntimeEvent]] = {oid: [] for oid in objective_ids}
     if not objective_ids:
         return found
-    query = (select(_e).where(_e.c.objective_id.in_(list(objective_ids)),
-                              or_(_e.c.ended_at.is_(None), _e.c.ended_at > since))
+    # Untyped columns (no result processing); the bound `since` keeps its type.
+    columns: list[Any] = [literal_column(name) for name in (
+        "objective_id", "started_at", "ended_at", "attribution", "upstream_system_id",
+        "upstream_system_name")]
+    query = (select(*columns).select_from(_e)
+             .where(_e.c.objective_id.in_(list(objective_ids)),
+                    or_(_e.c.ended_at.is_(None), _e.c.ended_at > since))
              .order_by(_e.c.objective_id, _e.c.started_at, _e.c.id))
-    for row in tx.execute(query):
-        found[row.objective_id].append(_event(row).event)
+    construct = DowntimeEvent.model_construct
+    for oid, start, end, attribution, upstream_id, upstream_name in tx.execute(query):
+        found[oid].append(construct(
+            start=_stamp(start), end=None if end is None else _stamp(end),
+            attribution=_ATTRIBUTIONS[attribution], upstream_system_id=upstream_id,
+            upstream_system_name=upstream_name))
     return found
+
+
+def _stamp(value: Any) -> datetime:
+    """A timestamp as the driver hands it over untyped (SQLite: ISO text) as aware UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return utc(value)
 
 
 def events_in(tx: Connection, objective_id: str, *, limit: int = 50,
