@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import starmap
 from operator import itemgetter, sub
+from typing import Protocol
 
 from .models import (
     Attribution,
@@ -182,9 +183,25 @@ def _seconds_since(spans: list[_Span], cut: datetime) -> float:
     return total.total_seconds()
 
 
+class EventLike(Protocol):
+    """What the engine reads of a downtime event (`DowntimeEvent` has it, so do the
+    plain records storage builds for the hot read path)."""
+
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime | None: ...
+    @property
+    def attribution(self) -> Attribution: ...
+    @property
+    def upstream_system_id(self) -> str | None: ...
+    @property
+    def upstream_system_name(self) -> str | None: ...
+
+
 def compute_status(
     objective: Objective,
-    events: Iterable[DowntimeEvent],
+    events: Iterable[DowntimeEvent | EventLike],
     *,
     now: datetime,
     currently_down: bool,
@@ -206,7 +223,7 @@ def compute_status(
     # One cheap pass over the events; clipping happens after merging (two bisections).
     self_attribution = Attribution.SELF
     own: list[_Span] = []
-    upstream: list[tuple[datetime, datetime, DowntimeEvent]] = []
+    upstream: list[tuple[datetime, datetime, EventLike]] = []
     open_downtime = False
     for event in events:
         start = event.start
@@ -305,14 +322,14 @@ def compute_status(
 
 
 def _upstream_minutes(
-    upstream: list[tuple[datetime, datetime, DowntimeEvent]],
+    upstream: list[tuple[datetime, datetime, EventLike]],
     counted: Callable[[list[_Span]], list[_Span]],
 ) -> tuple[UpstreamMinutes, ...]:
     """Minutes per upstream, largest first; each named after its newest named event.
 
     An upstream whose events all fall outside the window is left out.
     """
-    groups: dict[str | None, list[tuple[datetime, datetime, DowntimeEvent]]] = {}
+    groups: dict[str | None, list[tuple[datetime, datetime, EventLike]]] = {}
     for item in upstream:
         key = item[2].upstream_system_id
         group = groups.get(key)

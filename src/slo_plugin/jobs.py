@@ -48,8 +48,9 @@ from reactive_core import after_commit
 from . import store
 from .achievements import Achievement, AchievementContext, evaluate_achievements
 from .derivers import ACHIEVEMENT_KIND, DIGEST_KIND
+from .engine import EventLike
 from .milestones import DigestEntry, DigestState, unlock_in
-from .models import Attribution, DowntimeEvent, Objective, SloStatus, as_utc
+from .models import Attribution, Objective, SloStatus, as_utc
 from .service import SloError
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def snapshot_values(status: SloStatus, streak_before: store.Streak, taken_at: da
             "taken_at": taken_at}
 
 
-def _outages(events: Sequence[DowntimeEvent]) -> list[tuple[datetime, datetime | None]]:
+def _outages(events: Sequence[EventLike]) -> list[tuple[datetime, datetime | None]]:
     """Events merged where they touch or overlap (a split is one outage, as are the
     events several objectives of a system record for it); None ends an open one."""
     merged: list[tuple[datetime, datetime | None]] = []
@@ -120,7 +121,7 @@ def _outages(events: Sequence[DowntimeEvent]) -> list[tuple[datetime, datetime |
 
 
 def achievement_context(statuses: Sequence[SloStatus], streaks: Sequence[store.Streak],
-                        events: Sequence[DowntimeEvent]) -> AchievementContext:
+                        events: Sequence[EventLike]) -> AchievementContext:
     """What a system's achievements are judged on, from its objectives' statuses, their
     streaks and their events in their windows.
 

@@ -184,14 +184,29 @@ def insert_closed_event_in(tx: Connection, objective_id: str, start: datetime, e
         duration_seconds=(end - start).total_seconds(), attribution=attribution.value))
 
 
+class Downtime:
+    """A downtime event as the read path loads it: the attributes `compute_status`
+    reads, without a model's validation (storage wrote it from a validated event)."""
+
+    __slots__ = ("attribution", "end", "start", "upstream_system_id", "upstream_system_name")
+
+    def __init__(self, start: datetime, end: datetime | None, attribution: Attribution,
+                 upstream_system_id: str | None, upstream_system_name: str | None) -> None:
+        self.start = start
+        self.end = end
+        self.attribution = attribution
+        self.upstream_system_id = upstream_system_id
+        self.upstream_system_name = upstream_system_name
+
+
 def window_events_in(tx: Connection, objective_ids: Sequence[str], since: datetime,
-                     ) -> dict[str, list[DowntimeEvent]]:
+                     ) -> dict[str, list[Downtime]]:
     """Each objective's events that overlap `[since, …)`, oldest first.
 
     Read untyped and parsed here: SQLAlchemy's timestamp processing costs more than the
     query on SQLite (every status read loads thousands of events).
     """
-    found: dict[str, list[DowntimeEvent]] = {oid: [] for oid in objective_ids}
+    found: dict[str, list[Downtime]] = {oid: [] for oid in objective_ids}
     if not objective_ids:
         return found
     # Untyped columns (no result processing); the bound `since` keeps its type.
@@ -202,18 +217,18 @@ def window_events_in(tx: Connection, objective_ids: Sequence[str], since: dateti
              .where(_e.c.objective_id.in_(list(objective_ids)),
                     or_(_e.c.ended_at.is_(None), _e.c.ended_at > since))
              .order_by(_e.c.objective_id, _e.c.started_at, _e.c.id))
-    construct = DowntimeEvent.model_construct
-    for oid, start, end, attribution, upstream_id, upstream_name in tx.execute(query):
-        found[oid].append(construct(
-            start=_stamp(start), end=None if end is None else _stamp(end),
-            attribution=_ATTRIBUTIONS[attribution], upstream_system_id=upstream_id,
-            upstream_system_name=upstream_name))
+    for oid, start, end, attribution, upstream_id, upstream_name in tx.execute(query).all():
+        found[oid].append(Downtime(_stamp(start), None if end is None else _stamp(end),
+                                   _ATTRIBUTIONS[attribution], upstream_id, upstream_name))
     return found
 
 
 def _stamp(value: Any) -> datetime:
-    """A timestamp as the driver hands it over untyped (SQLite: ISO text) as aware UTC."""
+    """A timestamp as the driver hands it over untyped (SQLite: naive UTC ISO text) as
+    aware UTC."""
     if isinstance(value, str):
+        if len(value) <= 26:  # no offset: the naive UTC text SQLAlchemy stores
+            return datetime.fromisoformat(value + "+00:00")
         value = datetime.fromisoformat(value)
     return utc(value)
 
