@@ -58,6 +58,9 @@ class DependencyExclusion(StrEnum):
     SELF_ONLY = "self-only"
 
 
+_EXCLUSIONS = frozenset(member.value for member in DependencyExclusion)
+
+
 class Attribution(StrEnum):
     """Whose fault a downtime event is: the system's own, or an upstream's it depends on."""
 
@@ -201,6 +204,8 @@ class Objective(BaseModel):
     @field_validator("dependency_exclusion", mode="before")
     @classmethod
     def _exclusion(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in _EXCLUSIONS:
+            return value
         allowed = [member.value for member in DependencyExclusion]
         if value not in allowed:
             expected = " or ".join(repr(v) for v in allowed)
