@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 
 from reactive_core import Actor, DemoContext, DemoStep, EntityChange
+from reactive_core.automation.plugin import automation_of
 
 from .commands import status_rows_table
 from .flaky import FlakyTarget
@@ -37,6 +38,19 @@ check turns degraded at the 2nd failure, unhealthy at the 5th, healthy at the ne
 HTTP_CHECK, HTTP_SYSTEM = "api-http", "api"
 TCP_CHECK, TCP_SYSTEM = "db-tcp", "db"
 TCP_THRESHOLDS = {"degraded_min_failures": 2, "unhealthy_min_failures": 2}
+FLAPPING_RULE = f"""
+id: {HTTP_SYSTEM}-flapping
+description: a system whose health changed twice within ten minutes is flapping
+triggers:
+  - event: healthcheck.system_health_changed
+    filter: "trigger.systemId == '{HTTP_SYSTEM}'"
+    window: {{count: 2, minutes: 10, refire: once}}
+actions:
+  - log: >-
+      {{{{ trigger.systemId }}}} is flapping:
+      {{{{ trigger.previousStatus }}}} -> {{{{ trigger.newStatus }}}}
+"""
+"""The demo's rule on the flaky target: a window gate lets the second change through."""
 RUNS_SHOWN = 7
 """How many of the newest runs a printed health transition shows."""
 _BEHAVIOUR = {"ok": "200", "error": "500", "hang": "no answer"}
@@ -156,6 +170,9 @@ class HealthDemo:
         closed_port = _closed_port(ctx)
         printer = HealthPrinter(ctx, service)
         ctx.host.registry.on_entity_changed(HEALTH_KIND, printer.on_change)
+        automation = automation_of(ctx.host)
+        if automation is not None:
+            await automation.install(FLAPPING_RULE, origin="demo")
         await ctx.step(f"health: the scheduler runs two checks every "
                        f"{pacing.check_interval:g}s (times since they start)")
         plan = ", ".join(f"{n}x {_BEHAVIOUR[b]}" for b, n in TARGET_PLAN[:-1])
@@ -167,6 +184,9 @@ class HealthDemo:
                  f"listens {to} system {TCP_SYSTEM}")
         ctx.line(f"          unhealthy after {TCP_THRESHOLDS['unhealthy_min_failures']} "
                  "failures in a row")
+        if automation is not None:
+            ctx.line(f"  rule    {HTTP_SYSTEM}-flapping: {HTTP_SYSTEM}'s health changes twice "
+                     f"within 10 minutes {to} log it (once)")
         await service.upsert_check(
             HTTP_CHECK, strategy="http", interval_seconds=pacing.check_interval,
             config={"url": target.url, "timeout_seconds": pacing.http_timeout},

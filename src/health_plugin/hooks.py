@@ -14,6 +14,7 @@ from reactive_core import (
 )
 
 from . import hookspecs
+from .actions import HealthActions
 from .cleanup import SYSTEM_CLEANUP_GROUP, SystemCleanup
 from .commands import status_command
 from .config import (
@@ -88,6 +89,7 @@ class HealthPlugin:
             host=host, executor=executor,
             scheduler=CheckScheduler(timers=host.timers, settings=settings),
             cache=ReadThroughCache(ttl=settings.cache_ttl_seconds))
+        HealthActions(service).register(registry)
         registry.register_change_deriver(
             HEALTH_KIND, derive_health_triggers, to_payload=health_change_payload)
         registry.on_entity_changed(HEALTH_KIND, self._invalidate)

@@ -28,6 +28,8 @@ import anyio
 from catalog_plugin import catalog_of
 from health_plugin import health_service
 from reactive_core import Actor, DemoContext, DemoStep, EntityChange
+from reactive_core.automation.demo import DemoWebhook
+from reactive_core.automation.plugin import automation_of
 
 from .commands import (
     events_table,
@@ -57,6 +59,22 @@ OBJECTIVE = Objective(
 SHOWN_FIELDS = ("budgetRemainingPercent", "burnAlert", "isBreaching", "burnRate",
                 "availability", "currentStreak", "bestStreak")
 """The `slo` fields a printed change shows, in this order (when they changed)."""
+BUDGET_RULE = """
+id: {objective}-budget-low
+description: the error budget stayed below 20 % (for 1 second here; 10 minutes in earnest)
+triggers:
+  - numeric_state:
+      value: "state.slo['{objective}'].budgetRemainingPercent"
+      below: 20
+      for: {{seconds: 1}}
+actions:
+  - webhook:
+      url: "{url}/budget-low"
+      body:
+        objective: "{{{{ trigger.id }}}}"
+        budgetRemainingPercent: "{{{{ trigger.value | round(1) }}}}"
+"""
+"""The demo's rule on the objective: a `for` hold, then a call of a local webhook."""
 POLL_SECONDS = 0.01
 """How often the watcher reads the objective's events."""
 
@@ -170,6 +188,7 @@ class SloDemo:
     def __init__(self, service: SloService) -> None:
         self._service = service
         self._watcher: Watcher | None = None
+        self._webhook: DemoWebhook | None = None
 
     def steps(self) -> list[DemoStep]:
         """The objective and its upstream before the health story; its budget after."""
@@ -214,6 +233,13 @@ class SloDemo:
         ctx.line(f"          {objective.dependency_exclusion}: downtime blamed on a down "
                  f"upstream costs {SYSTEM} nothing; {EXCLUDED} excluded (its outages are "
                  f"{SYSTEM}'s own)")
+        automation = automation_of(host)
+        if automation is not None:
+            self._webhook = webhook = DemoWebhook(ctx)
+            await automation.install(BUDGET_RULE.format(objective=objective.id, url=webhook.url),
+                                     origin="demo")
+            ctx.line(f"  rule    {objective.id}-budget-low: budget below 20% for 1s {to} "
+                     f"POST {webhook.url}/budget-low")
         await self._service.upsert_objective(objective, actor=OPERATOR)
         await host.drain()
         self._watcher = watcher = Watcher(ctx, self._service, port)
@@ -241,6 +267,18 @@ class SloDemo:
         if told[:2] != [(Attribution.UPSTREAM, UPSTREAM), (Attribution.SELF, None)]:
             ctx.line(f"  the story did not finish: expected an outage of {SYSTEM} blamed on "
                      f"{UPSTREAM}, then split into {SYSTEM}'s own once {UPSTREAM} was fixed")
+            return False
+        return await self._budget_rule(ctx)
+
+    async def _budget_rule(self, ctx: DemoContext) -> bool:
+        """The budget rule's hold, then its call of the local webhook."""
+        webhook = self._webhook
+        if webhook is None:
+            return True
+        await ctx.step(f"automation: {OBJECTIVE.id}-budget-low (the budget stays below 20%)")
+        if not await webhook.wait(10 + 3 * ctx.seconds):
+            ctx.line("  the webhook was not called: expected the budget rule's hold to fire "
+                     "once the budget stayed below 20% for 1s")
             return False
         return True
 

@@ -110,6 +110,9 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
                        help="refuse to start on a database that is behind instead of "
                             "migrating it (host config migrate); run `reactive db upgrade` "
                             "as a deployment step of its own")
+    serve.add_argument("--rules", metavar="DIR",
+                       help="load automation rules from the YAML files in DIR and reload "
+                            "them when a file changes (plugin setting automation.rules_dir)")
 
     apply = commands.add_parser("apply", parents=[common],
                                 help="declare what a config file says (idempotent)")
@@ -300,6 +303,12 @@ async def cmd_serve(args: argparse.Namespace, _host: Host) -> int:
             config[key] = getattr(args, option)
     if not args.migrate:
         config["migrate"] = False
+    if args.rules is not None:
+        if not Path(args.rules).is_dir():
+            print(f"reactive serve: --rules {args.rules}: not a folder: expected a folder "
+                  f"of rule files (*.yaml)", file=sys.stderr)
+            return EXIT_ERROR
+        config["plugins"] = {"automation": {"rules_dir": str(Path(args.rules).resolve())}}
     host = _make_host(args, config)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with host:

@@ -23,6 +23,7 @@ from .._store.schema import CORE_TABLES
 from .._timers.jobs import Job, JobFn
 from .._timers.runner import TimerHandler, TimerTopic
 from .._timers.schedule import parse_schedule
+from .actions import ACTION_NAME, ActionFn, ActionSpec
 from .configfile import ConfigSection, SectionApply
 from .declarations import (
     NON_REACTIVE_REASONS,
@@ -70,6 +71,7 @@ class Registry:
         self._work_queue_count = 0
         self._config_sections: dict[str, ConfigSection] = {}
         self._timer_topics: dict[str, TimerTopic] = {}
+        self._actions: dict[str, ActionSpec] = {}
         self.plugin_manager: pluggy.PluginManager | None = None
 
     # -- declarations ---------------------------------------------------------------
@@ -301,6 +303,30 @@ class Registry:
             timeout_seconds=timeout_seconds, plugin=self.current_plugin)
         self._changed()
 
+    def add_action(self, name: str, fn: ActionFn, *, params: type[BaseModel] | None = None,
+                   description: str = "") -> None:
+        """Offer rules the action `name` (`plugin.action`): `async fn(call: ActionCall)`.
+
+        `params`, a pydantic model, validates the step's parameters (after its templates
+        are rendered); a rule naming an action no plugin offers is refused at load.
+        """
+        if not isinstance(name, str) or not ACTION_NAME.match(name):
+            raise RegistryError(f"add_action: name {name!r:.80} must be dotted lower-case "
+                                f"words, e.g. 'health.pause_check'")
+        if name in self._actions:
+            raise DuplicateRegistration(
+                f"action {name!r} added by plugin {self.current_plugin!r} is already added "
+                f"by plugin {self._actions[name].plugin!r}: expected unique action names")
+        if not callable(fn):
+            raise RegistryError(f"add_action({name!r}): fn must be an async callable, "
+                                f"received {fn!r}")
+        if params is not None and not (isinstance(params, type)
+                                       and issubclass(params, BaseModel)):
+            raise RegistryError(f"add_action({name!r}): params must be a pydantic model "
+                                f"class, received {params!r}")
+        self._actions[name] = ActionSpec(name=name, fn=fn, params=params,
+                                         description=description, plugin=self.current_plugin)
+
     def add_hookspecs(self, specs: ModuleType | type) -> None:
         """Add a plugin's own hook specs (a module or class of `hookspec` functions).
 
@@ -388,6 +414,11 @@ class Registry:
         return self._timer_topics
 
     @property
+    def actions(self) -> Mapping[str, ActionSpec]:
+        """Actions plugins offer to rules, by name."""
+        return self._actions
+
+    @property
     def declarations(self) -> Mapping[str, NonReactiveDeclaration]:
         """Non-reactive table declarations by table name."""
         return self._declarations
@@ -454,6 +485,11 @@ class Registry:
             listener()
 
     # -- derivation -----------------------------------------------------------------
+
+    @property
+    def deriver_kinds(self) -> frozenset[str]:
+        """Kinds with at least one change deriver (where trigger ids come from)."""
+        return frozenset(self._derivations)
 
     def derive_triggers(self, change: EntityChange) -> list[str]:
         """Union of every deriver's trigger ids for `change`, de-duplicated in order.

@@ -1,0 +1,1 @@
+"""The automation engine's Alembic history (component `automation`)."""

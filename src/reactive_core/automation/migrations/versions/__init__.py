@@ -1,0 +1,1 @@
+"""The automation engine's revisions, oldest first."""
