@@ -101,6 +101,8 @@ class WritePath:
         self._wake = wake
         p, j = b.p, b.p_json
         self._select_state = f"SELECT state FROM entity_state WHERE kind = {p} AND entity_id = {p}"
+        self._select_logged = (f"SELECT next FROM entity_changes WHERE kind = {p} AND "
+                               f"entity_id = {p} ORDER BY seq DESC LIMIT 1")
         self._insert_state = (f"INSERT INTO entity_state (kind, entity_id, state, updated_at) "
                               f"VALUES ({p}, {p}, {j}, {p})")
         self._update_state = (f"UPDATE entity_state SET state = {j}, updated_at = {p} "
@@ -164,6 +166,15 @@ class WritePath:
         state = row[0]
         return (json.loads(state), state) if isinstance(state, str) else (state, None)
 
+    def _logged_state(self, cur: Any, kind: str, entity_id: str) -> tuple[bool, Any]:
+        """Whether the log holds a change of the entity, and the state it ended with."""
+        cur.execute(self._select_logged, (kind, entity_id))
+        row = cur.fetchone()
+        if row is None:
+            return False, None
+        state = row[0]
+        return True, json.loads(state) if isinstance(state, str) else state
+
     def lock(self, tx: Connection, kind: str, entity_id: str) -> None:
         """The entity's write lock inside `tx` (held until `tx` ends)."""
         self._b.lock(tx, lock_key(kind, entity_id))
@@ -214,8 +225,15 @@ class WritePath:
                     kind=kind.kind, entity_id=entity_id, fields=("<state>",),
                 )
             nxt = validate_state(kind, entity_id, raw, "next state")
-        # What was stored is already the JSON form of prev (it was written from one).
-        prev_json = stored if kind.read is None else state_json(prev)
+        # What was stored is already the JSON form of prev (it was written from one). A
+        # computed kind is diffed against what its log last said, not against a read made
+        # now: a state that moves with time (an error budget while an outage lasts) would
+        # otherwise read the same before and after, and its change never be logged.
+        if kind.read is None:
+            prev_json = stored
+        else:
+            logged, last = self._logged_state(cur, kind.kind, entity_id)
+            prev_json = last if logged else state_json(prev)
         next_json, next_text = (None, None) if nxt is None else storable_json(
             kind, entity_id, nxt)
         if prev_json is None and next_json is None:
