@@ -36,6 +36,8 @@ class CliCommand:
 
     `arguments(parser)` adds the command's own options to its `argparse` parser;
     `listing=True` adds `--json`. `run(ctx)` returns the exit status (None means 0).
+    `needs_database` (a bool, or a function of the parsed arguments) False: the command
+    runs without opening the database (`reactive rules check DIR`).
     """
 
     name: str
@@ -43,6 +45,7 @@ class CliCommand:
     run: Callable[[CliContext], Awaitable[int | None]]
     arguments: Callable[[argparse.ArgumentParser], None] | None = None
     listing: bool = False
+    needs_database: bool | Callable[[argparse.Namespace], bool] = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):

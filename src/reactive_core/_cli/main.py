@@ -440,6 +440,13 @@ async def _require_no_changes(host: Host) -> None:
 async def cmd_plugin(args: argparse.Namespace, host: Host) -> int:
     """Run a command a plugin added, on the inspecting host its plugin belongs to."""
     command: CliCommand = args.plugin_command
+    needs = command.needs_database
+    if not (needs(args) if callable(needs) else needs):
+        try:
+            status = await command.run(CliContext(args=args, host=host))
+        finally:
+            await host.close()
+        return EXIT_OK if status is None else status
     async with _inspecting(host, plugin_tables=True):
         status = await command.run(CliContext(args=args, host=host))
     return EXIT_OK if status is None else status

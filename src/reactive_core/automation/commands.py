@@ -74,6 +74,7 @@ def rules_command(plugin: AutomationPlugin) -> CliCommand:
                             help="the folder (or file) of rules `check` validates")
 
     return CliCommand(name="rules", run=run, arguments=arguments, listing=True,
+                      needs_database=lambda args: args.action != "check",
                       help="list automation rules, load errors and armed holds; "
                            "`rules check DIR` validates rule files")
 
@@ -100,8 +101,9 @@ def _check(ctx: CliContext, plugin: AutomationPlugin) -> int:
     else:
         for error in errors:
             ctx.print(f"error: {error}")
-        ctx.print(f"{len(ruleset.rules) - len(errors) if errors else len(ruleset.rules)} "
-                  f"rule(s) valid, {len(errors)} error(s)")
+        bad = {e.rule_id for e in errors if e.rule_id is not None}
+        valid = sum(rule.id not in bad for rule in ruleset.rules)
+        ctx.print(f"{valid} rule(s) valid, {len(errors)} error(s)")
     return EXIT_PROBLEMS if errors else EXIT_OK
 
 
@@ -173,7 +175,8 @@ def runs_command(plugin: AutomationPlugin) -> CliCommand:
     def arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("rule", nargs="?", metavar="RULE",
                             help="only this rule's runs; `show RUN_ID` prints one trace")
-        parser.add_argument("run_id", nargs="?", metavar="RUN_ID", help=argparse.SUPPRESS)
+        parser.add_argument("run_id", nargs="?", metavar="RUN_ID",
+                            help="with `show`: the run whose trace to print")
         parser.add_argument("--limit", type=int, default=RUNS_SHOWN, metavar="N",
                             help=f"how many runs (default {RUNS_SHOWN})")
 

@@ -114,19 +114,20 @@ class Engine:
         """Refuse a rule naming an action no loaded plugin offers."""
         offered = self.host.registry.actions
 
-        def walk(actions: Iterable[Any]) -> None:
-            for action in actions:
+        def walk(actions: Iterable[Any], where: tuple[str | int, ...]) -> None:
+            for index, action in enumerate(actions):
                 if isinstance(action, PluginAction) and action.name not in offered:
                     raise RuleError(
                         f"unknown action {action.name!r}: expected log, webhook, delay, "
                         f"wait_until, choose, stop or one plugins offer "
                         f"({', '.join(sorted(offered)) or 'none loaded'})",
-                        path=rule.source, line=action.line, rule_id=rule.id)
-                for option in getattr(action, "options", ()):
-                    walk(option.actions)
-                walk(getattr(action, "default", ()))
+                        path=rule.source, line=action.line, rule_id=rule.id,
+                        where=(*where, index, action.name))
+                for n, option in enumerate(getattr(action, "options", ())):
+                    walk(option.actions, (*where, index, "choose", n, "actions"))
+                walk(getattr(action, "default", ()), (*where, index, "default"))
 
-        walk(rule.actions)
+        walk(rule.actions, ("actions",))
 
     def install(self, rules: Mapping[str, Rule]) -> None:
         """Make `rules` the ones this host runs: rebuild the index and the routes."""
@@ -268,7 +269,7 @@ class Engine:
         await self.until_installed()
         data = timer.payload or {}
         rule = self.rules.get(data.get("rule", ""))
-        if rule is None or rule.digest != data.get("digest"):
+        if rule is None or rule.digest != data.get("digest") or not rule.enabled:
             return
         trigger = rule.triggers[int(data["trigger"])]
         what = trigger.what
@@ -290,11 +291,15 @@ class Engine:
     # -- time triggers --------------------------------------------------------------------
 
     def arm_ticks_in(self, tx: Connection, rule: Rule) -> None:
-        """Arm (or keep) the timers of the rule's time and interval triggers."""
+        """Arm (or keep) the timers of the rule's time and interval triggers (a disabled
+        rule's are cancelled)."""
         for trigger in rule.triggers:
             what = trigger.what
             key = f"{rule.id}|{trigger.index}"
             payload = {"rule": rule.id, "digest": rule.digest, "trigger": trigger.index}
+            if not rule.enabled:
+                self.host.timers.cancel_in(tx, TICK_TOPIC, key)
+                continue
             existing = self.host.timers.get_in(tx, TICK_TOPIC, key)
             if existing is not None and existing.payload == payload:
                 continue
@@ -310,7 +315,7 @@ class Engine:
         await self.until_installed()
         data = timer.payload or {}
         rule = self.rules.get(data.get("rule", ""))
-        if rule is None or rule.digest != data.get("digest"):
+        if rule is None or rule.digest != data.get("digest") or not rule.enabled:
             await self.host.timers.cancel(TICK_TOPIC, timer.key)
             return
         trigger = rule.triggers[int(data["trigger"])]

@@ -9,15 +9,17 @@ class RuleError(ReactiveCoreError, ValueError):
     """A rule is malformed: `path` and `line` name where, the message what was expected."""
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 rule_id: str | None = None) -> None:
+                 rule_id: str | None = None, where: tuple[str | int, ...] = ()) -> None:
         self.path = path
         self.line = line
         self.rule_id = rule_id
+        self.where = where
+        """The keys and indexes leading to the offending part inside the rule."""
         self.detail = message
-        where = path or "<rules>"
+        place = path or "<rules>"
         if line is not None:
-            where = f"{where}:{line}"
-        prefix = f"{where}: " if path is not None or line is not None else ""
+            place = f"{place}:{line}"
+        prefix = f"{place}: " if path is not None or line is not None else ""
         if rule_id is not None:
             prefix = f"{prefix}rule {rule_id!r}: "
         super().__init__(f"{prefix}{message}")

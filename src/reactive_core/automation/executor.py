@@ -294,7 +294,8 @@ class Executor:
             return action.url.render(v), headers, render_value(action.body, v)
 
         url, headers, body = await self._evaluate(run, rule, render)
-        headers.setdefault("Idempotency-Key", f"run-{run.id}-{name}")
+        if not any(k.lower() == "idempotency-key" for k in headers):
+            headers["Idempotency-Key"] = f"run-{run.id}-{name}"
         if self.client is None:
             self.client = httpx.AsyncClient(follow_redirects=False)
         attempts: list[str] = []
@@ -311,11 +312,11 @@ class Executor:
                 attempts.append(_error(exc))
                 continue
             attempts.append(str(response.status_code))
-            if response.status_code < 400:
+            if 200 <= response.status_code < 300:
                 return _Outcome(record={"outcome": "ok", "status": response.status_code,
                                         "attempts": attempts})
             if response.status_code != 429 and response.status_code < 500:
-                break
+                break  # refused (4xx) or redirected (3xx, not followed): retrying won't help
         return _Outcome(record={"outcome": "error", "attempts": attempts},
                         end=RunStatus.FAILED,
                         error=f"{name}: webhook {action.method} failed: {', '.join(attempts)}")

@@ -67,7 +67,7 @@ class Place:
     def error(self, path: NodePath, message: str) -> RuleError:
         """A `RuleError` at the node `path` leads to."""
         return RuleError(message, path=self.source, line=self.line_at(path),
-                         rule_id=self.rule_id)
+                         rule_id=self.rule_id, where=tuple(path))
 
     def template(self, value: Any, path: NodePath, *, expression: bool) -> Template:
         """`value` compiled as a template; refusals name the template's own line."""

@@ -267,7 +267,7 @@ class AutomationPlugin:
                 rule = rule_from_definition(definition, source=None, actions=actions)
                 self._engine.check_actions(rule)
             except RuleError as exc:
-                raise ConfigItemError(index, exc.detail) from None
+                raise ConfigItemError(index, exc.detail, field=exc.where) from None
             rules.append(rule)
         return self.write_rules_in(tx, rules, CONFIG_ORIGIN, prune=False)
 

@@ -42,6 +42,10 @@ operation may build), in characters."""
 _ANY = ("*", "*")
 _FALSE_TEXT = frozenset({"", "false", "no", "off", "0", "none"})
 _FILE_NODES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+_STATEMENT_NODES = (nodes.For, nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallBlock,
+                    nodes.FilterBlock, nodes.With, nodes.Block)
+"""Loops, assignments and macros: a rule's template is an expression and `{% if %}`s,
+so its cost is bounded by its size (a loop nest or repeated doubling is not)."""
 _PRINTF_WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 
@@ -87,6 +91,20 @@ def _bounded_filter(name: str) -> Any:
     original = _ENV.filters[name]
 
     def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if name == "replace":  # str.replace, bounded (Jinja's takes an eval context)
+            text = str(value)
+            old = args[0] if args else kwargs.get("old")
+            new = args[1] if len(args) > 1 else kwargs.get("new")
+            count = args[2] if len(args) > 2 else kwargs.get("count")
+            if not (isinstance(old, str) and isinstance(new, str)):
+                raise SecurityError("replace expects text: replace(old, new[, count])")
+            hits = text.count(old) if old else len(text) + 1
+            if isinstance(count, int) and count >= 0:
+                hits = min(hits, count)
+            if len(text) + hits * len(new) > MAX_OUTPUT:
+                raise SecurityError(f"replace would build {len(text) + hits * len(new):,} "
+                                    f"characters: expected at most {MAX_OUTPUT:,}")
+            return text.replace(old, new, count if isinstance(count, int) else -1)
         if name == "format":
             if isinstance(value, str):
                 _check_printf(value)
@@ -102,7 +120,7 @@ def _bounded_filter(name: str) -> Any:
 _ENV = _Sandbox(undefined=ChainableUndefined, autoescape=False)
 _ENV.globals.clear()
 del _ENV.filters["attr"]
-for _name in ("center", "indent", "format"):
+for _name in ("center", "indent", "format", "replace"):
     _ENV.filters[_name] = _bounded_filter(_name)
 
 
@@ -260,6 +278,11 @@ def _check(tree: nodes.Node) -> None:
         if isinstance(node, _FILE_NODES):
             raise _Refused("template includes, imports or extends another template: "
                            "templates cannot read files", line)
+        if isinstance(node, _STATEMENT_NODES):
+            kind = type(node).__name__.lower()
+            raise _Refused(f"template uses a {kind!r} statement: expected expressions and "
+                           "{% if %} only (loops, assignments and macros are not offered)",
+                           line)
         name = _private_name(node)
         if name is not None:
             raise _Refused(f"template reaches attribute {name!r}: names starting with '_' "
