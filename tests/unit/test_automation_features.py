@@ -137,9 +137,8 @@ actions:
 
 async def test_a_rule_pauses_a_health_check_through_the_plugin_action(
         sqlite_url: str, tmp_path: Path) -> None:
-    from health_plugin import HealthPlugin, health_service
-
     from catalog_plugin import CatalogPlugin
+    from health_plugin import HealthPlugin, health_service
 
     async with running(sqlite_url, Clock(), extra=(CatalogPlugin, HealthPlugin)) as world:
         health = health_service(world.host)
@@ -156,9 +155,8 @@ async def test_a_rule_pauses_a_health_check_through_the_plugin_action(
 
 async def test_a_bad_plugin_action_parameter_fails_the_run_naming_it(
         sqlite_url: str, tmp_path: Path) -> None:
-    from health_plugin import HealthPlugin
-
     from catalog_plugin import CatalogPlugin
+    from health_plugin import HealthPlugin
 
     async with running(sqlite_url, Clock(), extra=(CatalogPlugin, HealthPlugin)) as world:
         await world.load(PAUSE.replace("check_id:", "check:"), tmp_path)
