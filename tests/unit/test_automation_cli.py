@@ -119,3 +119,41 @@ def test_runs_and_a_runs_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "actions[0] log: ok" in trace and "gauge g1 is 1.0" in trace
     assert "actions[1] delay: ok" in trace
     assert reactive(["runs", "show", "999", "--database-url", url, *plugin]) == 2
+
+
+HOLD = """
+id: low
+triggers:
+  - numeric_state: {entity: "gauge:g1", field: value, below: 20, for: {minutes: 10}}
+actions:
+  - log: low
+"""
+
+
+def test_rules_lists_armed_holds_with_their_deadlines_and_load_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REACTIVE_PLUGINS", "automation")
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "low.yaml").write_text(HOLD)
+    (rules / "bad.yaml").write_text("id: bad\ntriggers: [{entity: gauge}]\nactions: []\n")
+
+    async def arm() -> None:
+        async with running(url, Clock(), rules_dir=rules) as world:
+            await world.set("g1", value=50)
+            await world.set("g1", value=10)
+
+    anyio.run(arm)
+    plugin = ["--plugin", "automation_support:Gauges"]
+    listed = _json(capsys, "rules", "--database-url", url, *plugin)
+    assert [r["rule_id"] for r in listed["rules"]] == ["low"]  # type: ignore[index]
+    [hold] = listed["holds"]  # type: ignore[index]
+    assert hold["rule_id"] == "low" and hold["entity"] == "gauge:g1"
+    assert hold["deadline"] == "2026-11-02T12:10:00+00:00"
+    [error] = listed["load_errors"]  # type: ignore[index]
+    assert error["path"].endswith("bad.yaml") and error["line"] == 3
+    assert reactive(["rules", "--database-url", url, *plugin]) == 1
+    out = capsys.readouterr().out
+    assert "armed holds:" in out and "2026-11-02T12:10:00" in out and "bad.yaml:3" in out
