@@ -157,3 +157,15 @@ def test_rules_lists_armed_holds_with_their_deadlines_and_load_errors(
     assert reactive(["rules", "--database-url", url, *plugin]) == 1
     out = capsys.readouterr().out
     assert "armed holds:" in out and "2026-11-02T12:10:00" in out and "bad.yaml:3" in out
+
+
+def test_rules_check_refuses_a_kind_no_plugin_defines(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "typo.yaml").write_text(
+        "id: typo\ntriggers:\n  - entity: heatlh\nactions: [{log: hi}]\n")
+    assert reactive(["rules", "check", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert f"{folder / 'typo.yaml'}:3" in out and "unknown entity kind 'heatlh'" in out
+    assert "health" in out

@@ -91,7 +91,7 @@ def _check(ctx: CliContext, plugin: AutomationPlugin) -> int:
     for rule in ruleset.rules:
         try:
             if engine is not None:
-                engine.check_actions(rule)
+                engine.check_rule(rule)
         except RuleError as exc:  # reported below with the others
             errors.append(exc)
     if ctx.json:

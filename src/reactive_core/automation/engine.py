@@ -19,8 +19,9 @@ from .._entities.changes import EntityChange
 from .._timers.timers import Timer
 from .errors import RuleError
 from .executor import STEP_TOPIC, Executor
-from .index import RuleIndex, rule_refs, wait_refs
+from .index import RuleIndex, condition_refs, rule_refs, wait_refs
 from .model import (
+    ANY_ID,
     EntityTrigger,
     IntervalTrigger,
     Mode,
@@ -110,7 +111,32 @@ class Engine:
             self._refs[rule.id] = refs
         return refs
 
-    def check_actions(self, rule: Rule) -> None:
+    def check_rule(self, rule: Rule) -> None:
+        """Refuse a rule naming a kind no loaded plugin defines or an action none
+        offers (what only a host knows)."""
+        self._check_kinds(rule)
+        self._check_actions(rule)
+
+    def _check_kinds(self, rule: Rule) -> None:
+        kinds = self.host.registry.kinds
+
+        def refuse(kind: str, line: int | None, where: tuple[str | int, ...]) -> None:
+            if kind != ANY_ID and kind not in kinds:
+                raise RuleError(f"unknown entity kind {kind!r}: expected one of the kinds "
+                                f"the loaded plugins define ({', '.join(sorted(kinds))})",
+                                path=rule.source, line=line, rule_id=rule.id, where=where)
+
+        for trigger in rule.triggers:
+            what = trigger.what
+            if isinstance(what, EntityTrigger):
+                refuse(what.kind, trigger.line, ("triggers", trigger.index))
+            elif isinstance(what, NumericStateTrigger):
+                refuse(what.path.kind, trigger.line, ("triggers", trigger.index))
+        for index, condition in enumerate(rule.conditions):
+            for kind, _ in condition_refs([condition]):
+                refuse(kind, getattr(condition, "line", None), ("conditions", index))
+
+    def _check_actions(self, rule: Rule) -> None:
         """Refuse a rule naming an action no loaded plugin offers."""
         offered = self.host.registry.actions
 

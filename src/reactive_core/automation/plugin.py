@@ -131,7 +131,7 @@ class AutomationPlugin:
         engine = self._engine
         rules = load_rules(text, actions=list(engine.host.registry.actions))
         for rule in rules:
-            engine.check_actions(rule)
+            engine.check_rule(rule)
         report = await engine.host.run(
             lambda tx: self.write_rules_in(tx, rules, origin, prune=False))
         await self.reload_from_store()
@@ -156,7 +156,7 @@ class AutomationPlugin:
         for rule_id, record in records.items():
             try:
                 rule = self._rebuild(record, rule_id)
-                engine.check_actions(rule)
+                engine.check_rule(rule)
             except RuleError as exc:
                 logger.error("stored rule %s is not runnable here: %s", rule_id, exc)
                 continue
@@ -215,7 +215,7 @@ class AutomationPlugin:
         errors = list(ruleset.errors)
         for rule in ruleset.rules:
             try:
-                engine.check_actions(rule)
+                engine.check_rule(rule)
             except RuleError as exc:
                 errors.append(exc)
                 continue
@@ -265,7 +265,7 @@ class AutomationPlugin:
             definition = item.model_dump()
             try:
                 rule = rule_from_definition(definition, source=None, actions=actions)
-                self._engine.check_actions(rule)
+                self._engine.check_rule(rule)
             except RuleError as exc:
                 raise ConfigItemError(index, exc.detail, field=exc.where) from None
             rules.append(rule)
