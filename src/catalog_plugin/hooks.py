@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reactive_core import DemoStep, WorkQueue, hookimpl
 
@@ -62,3 +62,17 @@ class CatalogPlugin:
         """Declare, wire, update, re-declare unchanged, delete."""
         assert self.catalog is not None
         return CatalogDemo(self.catalog).steps()
+
+    @hookimpl
+    def reactive_http_routes(self, host: Host) -> list[Any]:
+        """The plugin's part of the HTTP API (`catalog_plugin.http`)."""
+        assert self.catalog is not None
+        from .http import routes
+        return routes(self.catalog)
+
+    @hookimpl
+    def reactive_metrics(self, host: Host) -> list[Any]:
+        """The plugin's collectors on `/metrics` (`catalog_plugin.metrics`)."""
+        assert self.catalog is not None
+        from .metrics import collectors
+        return collectors(self.catalog)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reactive_core import (
     CliCommand,
@@ -148,3 +148,17 @@ class HealthPlugin:
         """Checks against a flaky local target, told as their health changes."""
         assert self.service is not None
         return HealthDemo(self.service).steps()
+
+    @hookimpl
+    def reactive_http_routes(self, host: Host) -> list[Any]:
+        """The plugin's part of the HTTP API (`health_plugin.http`)."""
+        assert self.service is not None
+        from .http import routes
+        return routes(self.service)
+
+    @hookimpl
+    def reactive_metrics(self, host: Host) -> list[Any]:
+        """The plugin's collectors on `/metrics` (`health_plugin.metrics`)."""
+        assert self.service is not None
+        from .metrics import collectors
+        return collectors(self.service)

@@ -57,6 +57,24 @@ def reactive_cli_commands() -> list[CliCommand]:
 
 
 @hookspec
+def reactive_http_routes(host: Host) -> list[Any]:
+    """`fastapi.APIRouter`s the plugin adds to `reactive serve`'s HTTP API.
+
+    Handlers reach the host with `reactive_core.http.host_of(request)` and declare
+    `reactive_core.http.ReadAccess` / `WriteAccess` to be public-or-token and
+    write-token routes; errors they raise become problem documents.
+    """
+    return []
+
+
+@hookspec
+def reactive_metrics(host: Host) -> list[Any]:
+    """`prometheus_client` collectors the plugin adds to `/metrics` (collected at each
+    scrape; read what they report from the database, so every instance agrees)."""
+    return []
+
+
+@hookspec
 def reactive_demo_steps() -> list[DemoStep]:
     """Parts of `reactive demo` the plugin tells, in `order` with the other plugins'."""
     return []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -173,3 +173,17 @@ class SloPlugin:
         the `slo` entity's changes as they happen."""
         assert self.service is not None
         return SloDemo(self.service).steps()
+
+    @hookimpl
+    def reactive_http_routes(self, host: Host) -> list[Any]:
+        """The plugin's part of the HTTP API (`slo_plugin.http`)."""
+        assert self.service is not None
+        from .http import routes
+        return routes(self.service)
+
+    @hookimpl
+    def reactive_metrics(self, host: Host) -> list[Any]:
+        """The plugin's collectors on `/metrics` (`slo_plugin.metrics`)."""
+        assert self.service is not None
+        from .metrics import collectors
+        return collectors(self.service)

@@ -110,6 +110,12 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
                        help="refuse to start on a database that is behind instead of "
                             "migrating it (host config migrate); run `reactive db upgrade` "
                             "as a deployment step of its own")
+    serve.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8400",
+                       help="serve the HTTP API, the status page and /metrics there "
+                            "(default 127.0.0.1:8400; port 0 picks a free one); a "
+                            "non-loopback address needs a token (`reactive token create`)")
+    serve.add_argument("--no-http", dest="http", action="store_const", const=None,
+                       help="serve no HTTP")
     serve.add_argument("--rules", metavar="DIR",
                        help="load automation rules from the YAML files in DIR and reload "
                             "them when a file changes (plugin setting automation.rules_dir)")
@@ -308,13 +314,17 @@ async def cmd_serve(args: argparse.Namespace, _host: Host) -> int:
             print(f"reactive serve: --rules {args.rules}: not a folder: expected a folder "
                   f"of rule files (*.yaml)", file=sys.stderr)
             return EXIT_ERROR
-        config["plugins"] = {"automation": {"rules_dir": str(Path(args.rules).resolve())}}
+        config.setdefault("plugins", {})["automation"] = {
+            "rules_dir": str(Path(args.rules).resolve())}
+    if args.http is not None:
+        config.setdefault("plugins", {})["http"] = {"enabled": True, "listen": args.http}
     host = _make_host(args, config)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with host:
             logger.info("plugins: %s", ", ".join(host.plugin_names) or "none")
             print(f"reactive serving on {tables.display_url(host.database_url)} as "
                   f"{host.instance_id}", flush=True)
+
             async for signum in signals:
                 logger.info("received %s; stopping (running handlers get %gs to finish; a "
                             "second signal cuts them off)", signal.Signals(signum).name,

@@ -314,6 +314,11 @@ class Host:
                 await result
 
     @property
+    def running(self) -> bool:
+        """True between the end of start-up and the beginning of stopping, with workers."""
+        return self._started and self.config.workers
+
+    @property
     def task_group(self) -> anyio.abc.TaskGroup:
         """The host's task group: background tasks of plugins belong here."""
         if self._task_group is None:

@@ -1,0 +1,1 @@
+"""The HTTP plugin's Alembic history (component `http`)."""
