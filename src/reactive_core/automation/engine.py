@@ -90,7 +90,8 @@ class Engine:
         self.host = host
         self.settings = settings
         self.rules: dict[str, Rule] = {}
-        self.index = RuleIndex()
+        self._index = RuleIndex()
+        self._stale = False
         self._refs: dict[str, frozenset[Ref]] = {}
         self._routes: dict[str, Callable[[], None]] = {}
         self.executor = Executor(self)
@@ -155,14 +156,36 @@ class Engine:
 
         walk(rule.actions, ("actions",))
 
+    @property
+    def index(self) -> RuleIndex:
+        """The wake index of the installed rules (rebuilt once after changes)."""
+        if self._stale:
+            self._stale = False
+            self._index = RuleIndex.build(self.rules)
+            self._route()
+        return self._index
+
     def install(self, rules: Mapping[str, Rule]) -> None:
         """Make `rules` the ones this host runs: rebuild the index and the routes."""
         self.rules = dict(rules)
         self.installed = True
         self._refs.clear()
-        self.index = RuleIndex.build(self.rules)
+        self._stale = True
+        _ = self.index
+
+    def replace(self, rule_id: str, rule: Rule | None) -> None:
+        """Install, change or (None) drop one rule; the index follows on next use."""
+        if rule is None:
+            self.rules.pop(rule_id, None)
+        else:
+            self.rules[rule_id] = rule
+        self._refs.pop(rule_id, None)
+        self._stale = True
+
+    def _route(self) -> None:
+        """Subscribe the work-queue group to exactly the kinds the rules read."""
         registry = self.host.registry
-        wanted = self.index.kinds(registry.deriver_kinds, registry.kinds)
+        wanted = self._index.kinds(registry.deriver_kinds, registry.kinds)
         for kind in list(self._routes):
             if kind not in wanted:
                 self._routes.pop(kind)()
@@ -255,10 +278,11 @@ class Engine:
                             trigger=context, conditions=results, now=now, error=reason,
                             owner=host.instance_id if running else None,
                             lease=self.settings.lease_seconds)
-        if running:  # a watchdog: another instance takes over if this one dies
-            host.timers.schedule_in(tx, STEP_TOPIC, str(run_id),
-                                    after=self.settings.lease_seconds)
-        trim_runs(tx, rule.id, self.settings.keep_runs)
+        # No timer for a run that starts now: the occurrence it comes from (a delivery,
+        # a timer) is retried if this instance dies before the run ends or suspends, and
+        # the retry finds the run by its occurrence and drives it on.
+        if status is RunStatus.SKIPPED:
+            trim_runs(tx, rule.id, self.settings.keep_runs)
         return run_id, running
 
     # -- numeric-state triggers and holds ------------------------------------------------

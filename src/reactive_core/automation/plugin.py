@@ -76,6 +76,7 @@ class AutomationPlugin:
         self.load_errors: list[RuleError] = []
         self._files: dict[str, str] = {}
         self._fingerprint: dict[str, tuple[int, int]] = {}
+        self._refresh_pending = False
 
     @property
     def _engine(self) -> Engine:
@@ -165,8 +166,26 @@ class AutomationPlugin:
         return rules
 
     async def _rule_changed(self, change: EntityChange) -> None:
-        """Broadcast: some instance changed a rule; every host re-installs."""
-        await self.reload_from_store()
+        """Broadcast: some instance changed a rule; every host installs that one rule
+        (the index and the routes follow once a burst of changes is over)."""
+        engine = self._engine
+        rule: Rule | None = None
+        if change.next is not None:
+            try:
+                rule = self._rebuild(RuleRecord.model_validate(change.next), change.id)
+                engine.check_rule(rule)
+            except RuleError as exc:
+                logger.error("stored rule %s is not runnable here: %s", change.id, exc)
+                rule = None
+        engine.replace(change.id, rule)
+        if not self._refresh_pending:
+            self._refresh_pending = True
+            engine.host.task_group.start_soon(self._refresh_index)
+
+    async def _refresh_index(self) -> None:
+        await anyio.sleep(0.05)
+        self._refresh_pending = False
+        _ = self._engine.index
 
     def write_rules_in(self, tx: Connection, rules: Sequence[Rule], origin: str, *,
                        keep_ids: frozenset[str] = frozenset(), prune: bool) -> list[str]:

@@ -227,7 +227,7 @@ class _Refused(Exception):
         self.lineno = lineno
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65_536)
 def _compile(source: str, expression: bool) -> _Compiled:
     try:
         if expression:
