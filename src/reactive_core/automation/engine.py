@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +35,13 @@ from .model import (
 )
 from .numeric import numeric_state_matches
 from .runs import (
+    Run,
     RunStatus,
     active_runs,
     cancel_runs,
     find_run,
     forget_rule_state,
+    get_run,
     insert_run,
     start_status,
     trim_runs,
@@ -237,16 +240,23 @@ class Engine:
         drive the new run here. Returns the run id (None when nothing was recorded)."""
         started = await self.host.run(self._occur_in, rule, trigger, context, occurrence,
                                       partition)
-        if started is not None and started[1]:
-            await self.executor.drive(started[0])
-        return None if started is None else started[0]
+        if started is None:
+            return None
+        run_id, run = started
+        if run is not None:
+            await self.executor.drive(run_id, claimed=run if run.owner else None)
+        return run_id
 
     def _occur_in(self, tx: Connection, rule: Rule, trigger: Trigger, context: dict[str, Any],
-                  occurrence: str, partition: str) -> tuple[int, bool] | None:
+                  occurrence: str, partition: str) -> tuple[int, Run | None] | None:
+        """The run the occurrence makes (with the run itself when it is to be driven
+        now), or None when the filter or the window let nothing through."""
         host = self.host
         existing = find_run(tx, rule.id, occurrence)
-        if existing is not None:  # redelivered: go on with the run it made
-            return existing.id, existing.status in (RunStatus.RUNNING, RunStatus.WAITING)
+        if existing is not None:  # redelivered: go on with the run it made (claimed anew)
+            if existing.status in (RunStatus.RUNNING, RunStatus.WAITING):
+                return existing.id, replace(existing, owner=None)
+            return existing.id, None
         now = host.clock()
         scope = Scope(host, tx, trigger=context, refs=self.refs_of(rule), now=now)
         if trigger.filter is not None and not trigger.filter.truthy(scope.variables):
@@ -265,7 +275,7 @@ class Engine:
             run_id = insert_run(tx, rule=rule, occurrence=occurrence, status=RunStatus.NOT_MET,
                                 trigger=context, conditions=results, now=now)
             trim_runs(tx, rule.id, self.settings.keep_runs)
-            return run_id, False
+            return run_id, None
         active = active_runs(tx, rule.id)
         if rule.mode is Mode.RESTART and active:
             for run_id in cancel_runs(tx, [r.id for r in active], now,
@@ -283,7 +293,7 @@ class Engine:
         # the retry finds the run by its occurrence and drives it on.
         if status is RunStatus.SKIPPED:
             trim_runs(tx, rule.id, self.settings.keep_runs)
-        return run_id, running
+        return run_id, get_run(tx, run_id) if running else None
 
     # -- numeric-state triggers and holds ------------------------------------------------
 

@@ -101,10 +101,11 @@ class Executor:
 
     # -- the loop ---------------------------------------------------------------------
 
-    async def drive(self, run_id: int) -> None:
-        """Run `run_id` from its cursor until it ends or suspends (if it is ours to run)."""
+    async def drive(self, run_id: int, claimed: Run | None = None) -> None:
+        """Run `run_id` from its cursor until it ends or suspends (if it is ours to run);
+        `claimed`: the run as this instance just started it (no need to claim it)."""
         host, owner = self.host, self.host.instance_id
-        run = await host.run(claim_run, run_id, owner, host.clock(), self._lease)
+        run = claimed or await host.run(claim_run, run_id, owner, host.clock(), self._lease)
         if run is None:
             await self._rearm_if_leased(run_id)
             return
@@ -145,6 +146,9 @@ class Executor:
                     cursor = advance(rule.actions, cursor)
             else:
                 cursor = advance(rule.actions, cursor)
+            if step_at(rule.actions, cursor) is None:  # that was the last step
+                await self._finish(run, rule, cursor, trace, RunStatus.SUCCEEDED, None)
+                return
             saved = await host.run(save_progress, run, owner, host.clock(), self._lease,
                                    cursor=cursor, trace=trace)
             if not saved:  # cancelled (restart mode, rule changed) or taken over
