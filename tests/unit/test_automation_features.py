@@ -183,3 +183,14 @@ async def test_the_folder_is_reloaded_when_a_file_changes(sqlite_url: str,
         with anyio.fail_after(10):
             while set(engine.rules) != {"b"}:
                 await anyio.sleep(0.02)
+
+
+def test_plugin_settings_from_the_environment_merge_with_the_callers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from reactive_core import HostConfig
+
+    monkeypatch.setenv("REACTIVE_PLUGIN_SETTINGS",
+                       '{"automation": {"watch_seconds": 0.1, "keep_runs": 7}, "x": {"a": 1}}')
+    config = HostConfig.load({"plugins": {"automation": {"rules_dir": "/r", "keep_runs": 9}}})
+    assert config.plugins == {"automation": {"watch_seconds": 0.1, "keep_runs": 9,
+                                             "rules_dir": "/r"}, "x": {"a": 1}}

@@ -81,7 +81,18 @@ class HostConfig(BaseModel):
                     f"REACTIVE_PLUGIN_SETTINGS is not valid JSON ({exc}): expected an object "
                     f'of per-plugin settings such as {{"health": {{"max_concurrency": 8}}}}'
                 ) from exc
-        values.update(config or {})
+        for key, value in (config or {}).items():
+            if key == "plugins" and isinstance(value, Mapping) and isinstance(
+                    values.get("plugins"), dict):
+                # Per plugin, what the caller gives wins over the environment's, key by key.
+                merged = dict(values["plugins"])
+                for name, settings in value.items():
+                    base = merged.get(name)
+                    merged[name] = ({**base, **settings} if isinstance(base, dict)
+                                    and isinstance(settings, Mapping) else settings)
+                values["plugins"] = merged
+            else:
+                values[key] = value
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
