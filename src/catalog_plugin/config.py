@@ -3,6 +3,9 @@
 Both run inside the one transaction of the apply, in `order` (systems first), so a
 dependency may name a system declared in the same file, and any bad item rolls the
 whole file back. Unchanged items change nothing and report nothing.
+
+With `reactive apply --prune`, what the files no longer declare goes too: edges first,
+then systems (each tombstoned, with its edges, as `Catalog.delete_system_in` does).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ SYSTEMS_SECTION = "systems"
 DEPENDENCIES_SECTION = "dependencies"
 SYSTEMS_ORDER = 10
 DEPENDENCIES_ORDER = 20
-
+PRUNE_REASON = "no longer declared in a config file"
+"""The reason recorded on the changes `reactive apply --prune` causes."""
 
 
 def apply_systems(tx: Connection, catalog: Catalog, items: list[SystemDeclaration]) -> list[str]:
@@ -66,4 +70,28 @@ def apply_dependencies(
             lines.append(f"added dependency {edge} ({impact})")
         elif write.previous_impact != impact:
             lines.append(f"updated dependency {edge} ({write.previous_impact} -> {impact})")
+    return lines
+
+
+def prune_systems(tx: Connection, catalog: Catalog, items: list[SystemDeclaration]) -> list[str]:
+    """Tombstone every system (with its edges) that `items` do not declare."""
+    declared = {item.id for item in items}
+    lines: list[str] = []
+    for system_id in catalog.systems_in(tx):
+        if system_id not in declared:
+            catalog.delete_system_in(tx, system_id, actor=CONFIG_ACTOR, reason=PRUNE_REASON)
+            lines.append(f"removed system {system_id}")
+    return lines
+
+
+def prune_dependencies(
+    tx: Connection, catalog: Catalog, items: list[DependencyDeclaration]
+) -> list[str]:
+    """Delete every edge that `items` do not declare."""
+    declared = {(item.source, item.target) for item in items}
+    lines: list[str] = []
+    for edge in catalog.dependencies_in(tx):
+        source, target = edge.source_system_id, edge.target_system_id
+        if (source, target) not in declared and catalog.remove_dependency_in(tx, source, target):
+            lines.append(f"removed dependency {source} -> {target}")
     return lines

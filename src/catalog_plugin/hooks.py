@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reactive_core import DemoStep, WorkQueue, hookimpl
+from reactive_core import CliCommand, DemoStep, WorkQueue, hookimpl
 
+from .commands import systems_command
 from .config import (
     DEPENDENCIES_ORDER,
     DEPENDENCIES_SECTION,
@@ -13,6 +14,8 @@ from .config import (
     SYSTEMS_SECTION,
     apply_dependencies,
     apply_systems,
+    prune_dependencies,
+    prune_systems,
 )
 from .demo import CatalogDemo
 from .derivers import catalog_change_payload, derive_catalog_triggers
@@ -51,11 +54,19 @@ class CatalogPlugin:
         registry.add_config_section(
             SYSTEMS_SECTION, SystemDeclaration,
             lambda tx, _host, items: apply_systems(tx, catalog, items),
-            order=SYSTEMS_ORDER, identity=["id"])
+            order=SYSTEMS_ORDER, identity=["id"],
+            prune=lambda tx, _host, items: prune_systems(tx, catalog, items))
         registry.add_config_section(
             DEPENDENCIES_SECTION, DependencyDeclaration,
             lambda tx, _host, items: apply_dependencies(tx, catalog, items),
-            order=DEPENDENCIES_ORDER, identity=["source", "target"])
+            order=DEPENDENCIES_ORDER, identity=["source", "target"],
+            prune=lambda tx, _host, items: prune_dependencies(tx, catalog, items))
+
+    @hookimpl
+    def reactive_cli_commands(self) -> list[CliCommand]:
+        """`reactive systems`."""
+        assert self.catalog is not None
+        return [systems_command(self.catalog)]
 
     @hookimpl
     def reactive_demo_steps(self) -> list[DemoStep]:

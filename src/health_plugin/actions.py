@@ -72,7 +72,8 @@ class HealthActions:
         return "resumed" if changed else "already running"
 
     async def run_now(self, call: ActionCall) -> Any:
-        outcome = await self._service.run_check(call.params.check_id)
+        actor, _reason = _who(call)
+        outcome = await self._service.run_check(call.params.check_id, actor=actor)
         return str(getattr(outcome, "status", outcome))
 
     async def set_association_enabled(self, call: ActionCall) -> Any:

@@ -6,6 +6,10 @@ a system and a check declared in the same file. Any bad item — an unknown stra
 config its strategy refuses (an invalid URL, …), an unknown system or check — raises
 `ConfigItemError` for that item, reported with its line, and the whole file rolls
 back. Unchanged items change nothing and report nothing.
+
+With `reactive apply --prune`, what the files no longer declare goes too: associations
+first (each detached with its runs and history), then checks (with what remains of
+theirs).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from sqlalchemy import Connection
 
 from reactive_core import CONFIG_ACTOR, CONFIG_REASON, ConfigItemError
 
+from . import queries as q
 from .models import (
     AssociationDeclaration,
     CheckDeclaration,
@@ -31,7 +36,8 @@ CHECKS_SECTION = "checks"
 ASSOCIATIONS_SECTION = "associations"
 CHECKS_ORDER = 30
 ASSOCIATIONS_ORDER = 40
-
+PRUNE_REASON = "no longer declared in a config file"
+"""The reason recorded on the changes `reactive apply --prune` causes."""
 
 
 def apply_checks(tx: Connection, service: HealthService,
@@ -88,4 +94,29 @@ def apply_associations(
             lines.append(f"associated check {item.check} with system {item.system} ({state})")
         elif write.changed_fields:
             lines.append(f"updated association {pair} ({', '.join(write.changed_fields)})")
+    return lines
+
+
+def prune_checks(tx: Connection, service: HealthService,
+                 items: list[CheckDeclaration]) -> list[str]:
+    """Delete every check that `items` do not declare (with its associations)."""
+    declared = {item.id for item in items}
+    lines: list[str] = []
+    for row in tx.execute(q.ALL_CONFIGS).all():
+        if row.id not in declared and service.delete_check_in(
+                tx, row.id, actor=CONFIG_ACTOR, reason=PRUNE_REASON):
+            lines.append(f"removed check {row.id}")
+    return lines
+
+
+def prune_associations(tx: Connection, service: HealthService,
+                       items: list[AssociationDeclaration]) -> list[str]:
+    """Detach every check from every system where `items` do not declare the pair."""
+    declared = {(item.system, item.check) for item in items}
+    lines: list[str] = []
+    for association in q.associations_in(tx):
+        pair = (association.system_id, association.configuration_id)
+        if pair not in declared and service.disassociate_in(
+                tx, *pair, actor=CONFIG_ACTOR, reason=PRUNE_REASON):
+            lines.append(f"removed association {pair[0]} <- {pair[1]}")
     return lines

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 
 from reactive_core import Actor, DemoContext, DemoStep, EntityChange
-from reactive_core.automation.plugin import automation_of
+from reactive_core.automation import automation_of
 
 from .commands import status_rows_table
 from .flaky import FlakyTarget

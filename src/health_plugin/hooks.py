@@ -16,7 +16,13 @@ from reactive_core import (
 from . import hookspecs
 from .actions import HealthActions
 from .cleanup import SYSTEM_CLEANUP_GROUP, SystemCleanup
-from .commands import status_command
+from .commands import (
+    checks_command,
+    health_change_logger,
+    status_command,
+    summary,
+    system_runs,
+)
 from .config import (
     ASSOCIATIONS_ORDER,
     ASSOCIATIONS_SECTION,
@@ -24,6 +30,8 @@ from .config import (
     CHECKS_SECTION,
     apply_associations,
     apply_checks,
+    prune_associations,
+    prune_checks,
 )
 from .demo import HealthDemo
 from .derivers import derive_health_triggers, health_change_payload
@@ -93,6 +101,8 @@ class HealthPlugin:
         registry.register_change_deriver(
             HEALTH_KIND, derive_health_triggers, to_payload=health_change_payload)
         registry.on_entity_changed(HEALTH_KIND, self._invalidate)
+        if host.config.workers:  # a serving host logs each status change
+            registry.on_entity_changed(HEALTH_KIND, health_change_logger(service))
         registry.on_entity_changed(
             CATALOG_KIND, SystemCleanup(service).handle, delivery=WorkQueue(SYSTEM_CLEANUP_GROUP))
         runs_here = settings.scheduler
@@ -109,11 +119,13 @@ class HealthPlugin:
             CHECKS_SECTION, CheckDeclaration,
             lambda tx, _host, items: apply_checks(
                 tx, service, items, min_interval=settings.min_interval_seconds),
-            order=CHECKS_ORDER, identity=["id"])
+            order=CHECKS_ORDER, identity=["id"],
+            prune=lambda tx, _host, items: prune_checks(tx, service, items))
         registry.add_config_section(
             ASSOCIATIONS_SECTION, AssociationDeclaration,
             lambda tx, _host, items: apply_associations(tx, service, items),
-            order=ASSOCIATIONS_ORDER, identity=["system", "check"])
+            order=ASSOCIATIONS_ORDER, identity=["system", "check"],
+            prune=lambda tx, _host, items: prune_associations(tx, service, items))
 
     async def _invalidate(self, change: EntityChange) -> None:
         """Broadcast subscriber on `health`: drop the cached status on every instance."""
@@ -139,9 +151,22 @@ class HealthPlugin:
 
     @hookimpl
     def reactive_cli_commands(self) -> list[CliCommand]:
-        """`reactive status`."""
+        """`reactive status` and `reactive checks`."""
         assert self.service is not None
-        return [status_command(self.service)]
+        return [status_command(self.service), checks_command(self.service)]
+
+    @hookimpl
+    def reactive_system_runs(self, host: Host, system_id: str, check_id: str | None,
+                             limit: int) -> Any:
+        """A system's recent check runs, for `reactive runs --system`."""
+        assert self.service is not None
+        return system_runs(self.service, system_id, check_id, limit)
+
+    @hookimpl
+    def reactive_summary(self, host: Host) -> Any:
+        """The systems by status, for `reactive serve`'s summary line."""
+        assert self.service is not None
+        return summary(self.service)
 
     @hookimpl
     def reactive_demo_steps(self) -> list[DemoStep]:

@@ -24,20 +24,21 @@ RUN_ACTOR_TYPE = "health-check"
 class RunOps(AssociationOps):
     """The run half of `HealthService`."""
 
-    async def run_check(self, check_id: str) -> CheckOutcome:
-        """Run a check now (outside the schedule) and record it for its systems."""
+    async def run_check(self, check_id: str, *, actor: Actor | None = None) -> CheckOutcome:
+        """Run a check now (outside the schedule) and record it for its systems; the
+        health changes it causes name `actor` (default: the check itself)."""
         check = await self.get_check(check_id)
         if check is None:
             raise UnknownCheck(f"unknown check {check_id!r}: expected the id of a check "
                                f"configuration", check_id=check_id)
         started = utcnow()
         outcome = await self._executor.execute(check)
-        await self.record_run(check_id, outcome, timestamp=started)
+        await self.record_run(check_id, outcome, timestamp=started, actor=actor)
         return outcome
 
     async def record_run(
         self, check_id: str, outcome: CheckOutcome, *, systems: Iterable[str] | None = None,
-        timestamp: datetime | None = None,
+        timestamp: datetime | None = None, actor: Actor | None = None,
     ) -> list[int]:
         """Record one run of a check for its systems; the new run ids.
 
@@ -50,11 +51,12 @@ class RunOps(AssociationOps):
         together.
         """
         return await self._host.run(lambda tx: self.record_run_in(
-            tx, check_id, outcome, systems=systems, timestamp=timestamp))
+            tx, check_id, outcome, systems=systems, timestamp=timestamp, actor=actor))
 
     def record_run_in(
         self, tx: Connection, check_id: str, outcome: CheckOutcome, *,
         systems: Iterable[str] | None = None, timestamp: datetime | None = None,
+        actor: Actor | None = None,
     ) -> list[int]:
         """`record_run` inside `tx`; `UnknownCheck` when the check does not exist."""
         if tx.execute(q.CONFIG, {"id": check_id}).first() is None:
@@ -66,7 +68,7 @@ class RunOps(AssociationOps):
         else:
             targets = system_ids(systems)
         when = utcnow() if timestamp is None else as_utc(timestamp)
-        actor = Actor(RUN_ACTOR_TYPE, check_id)
+        actor = actor or Actor(RUN_ACTOR_TYPE, check_id)
         writes = self._writes
         ids: list[int] = []
         for system_id in targets:

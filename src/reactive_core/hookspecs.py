@@ -78,3 +78,25 @@ def reactive_metrics(host: Host) -> list[Any]:
 def reactive_demo_steps() -> list[DemoStep]:
     """Parts of `reactive demo` the plugin tells, in `order` with the other plugins'."""
     return []
+
+
+@hookspec(firstresult=True)
+def reactive_system_runs(host: Host, system_id: str, check_id: str | None,
+                         limit: int) -> Any:
+    """The newest `limit` check runs of system `system_id` (of check `check_id` only,
+    when given), newest first, for `reactive runs --system`: a list of mappings with
+    `check_id`, `status`, `status_code`, `error`, `latency_ms` and `at` (a datetime),
+    or an awaitable of that list.
+
+    The first plugin that returns something answers (the health plugin); a plugin that
+    records no check runs does not implement it.
+    """
+
+
+@hookspec
+def reactive_summary(host: Host) -> Any:
+    """What the plugin adds to the one-line summary `reactive serve` logs periodically:
+    a mapping of short snake_case names to counts (or to mappings of counts), such as
+    `{"systems": {"healthy": 3, "unhealthy": 1}}`. May return an awaitable of it; read
+    from the database, so every instance reports the same.
+    """

@@ -4,12 +4,17 @@
 shows one objective's status and its downtime events, newest first, with whom each is
 attributed to. Both read through `SloService` (what `reactive serve` recorded; the
 budget of an open outage is computed up to now).
+
+`reactive serve` logs each change of an objective's burn alert
+(`slo api-availability: burn alert none -> fast_burn, budget 12.5% left`) and counts
+the objectives breaching in its summary line (hook `reactive_summary`).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +23,12 @@ from reactive_core import CliCommand, CliContext
 from .service import UnknownObjective
 
 if TYPE_CHECKING:
+    from reactive_core import EntityChange
+
     from .reads import EventView, ObjectiveView
     from .service import SloService
+
+logger = logging.getLogger("slo_plugin.slo")
 
 EVENTS_SHOWN = 50
 """How many events `reactive slo OBJECTIVE` shows by default."""
@@ -237,3 +246,32 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
     return value
+
+
+# -- what `reactive serve` logs ---------------------------------------------------------
+
+def burn_alert_logger() -> Callable[[EntityChange], Awaitable[None]]:
+    """A broadcast handler on `slo` logging each change of an objective's burn alert at
+    INFO, e.g. `slo api-availability: burn alert none -> fast_burn, budget 12.5% left`
+    (a new objective is logged only when it starts with an alert)."""
+
+    async def log(change: EntityChange) -> None:
+        if change.next is None or not logger.isEnabledFor(logging.INFO):
+            return
+        before = change.prev.get("burnAlert", "none") if change.prev is not None else "none"
+        after = change.next.get("burnAlert", "none")
+        if before == after:
+            return
+        budget = change.next.get("budgetRemainingPercent")
+        left = f", budget {budget:.1f}% left" if isinstance(budget, (int, float)) else ""
+        logger.info("slo %s: burn alert %s -> %s%s", change.id, before, after, left,
+                    extra={"objective_id": change.id, "from_alert": before,
+                           "to_alert": after, "budget_remaining_percent": budget})
+
+    return log
+
+
+async def summary(service: SloService) -> dict[str, Any]:
+    """`reactive serve`'s summary: how many objectives are breaching."""
+    views = await service.objectives()
+    return {"objectives_breaching": sum(view.status.is_breaching for view in views)}

@@ -12,6 +12,10 @@ reported with its line before anything is written. What only the database can te
 — an unknown system, a check not associated with the system, a system or check that
 cannot change — is refused while applying, naming the item's field, and the whole
 file rolls back. Unchanged items change nothing and report nothing.
+
+With `reactive apply --prune`, what the files no longer declare goes too: objectives
+first (each `slo` entity tombstoned), then maintenance windows (the `slo` entities of
+the objectives that subtracted one move in the same transaction).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from sqlalchemy import Connection
+from sqlalchemy import Connection, delete, select
 
 from reactive_core import CONFIG_ACTOR, ConfigItemError, Identifier, after_commit
 
@@ -41,6 +45,7 @@ from .models import (
     MaintenanceWindow,
     Objective,
 )
+from .schema import slo_maintenance_windows
 from .service import InvalidObjective
 
 if TYPE_CHECKING:
@@ -52,6 +57,8 @@ MAINTENANCE_SECTION = "maintenance"
 OBJECTIVES_SECTION = "objectives"
 MAINTENANCE_ORDER = 50
 OBJECTIVES_ORDER = 60
+PRUNE_REASON = "no longer declared in a config file"
+"""The reason recorded on the changes `reactive apply --prune` causes."""
 
 CONFIG_NAMES = {
     "system_id": "system",
@@ -272,4 +279,42 @@ def apply_maintenance(tx: Connection, host: Host, service: SloService,
                 ("end", was.end, window.end), ("cancelled", was.cancelled, window.cancelled))
                 if old != new]
             lines.append(f"updated maintenance window {item.id} ({', '.join(changed)})")
+    return lines
+
+
+# -- `reactive apply --prune` -----------------------------------------------------------------
+
+def prune_objectives(tx: Connection, service: SloService,
+                     items: list[ObjectiveDeclaration]) -> list[str]:
+    """Delete every objective that `items` do not declare (its `slo` entity tombstoned)."""
+    declared = {item.id for item in items}
+    lines: list[str] = []
+    for objective_id in store.objective_ids_in(tx):
+        if objective_id not in declared and service.delete_objective_in(
+                tx, objective_id, actor=CONFIG_ACTOR, reason=PRUNE_REASON):
+            lines.append(f"removed objective {objective_id}")
+    return lines
+
+
+def prune_maintenance(tx: Connection, host: Host, service: SloService,
+                      items: list[MaintenanceDeclaration]) -> list[str]:
+    """Delete every maintenance window that `items` do not declare; the `slo` entities of
+    the objectives that subtracted it move in the same transaction."""
+    after_commit(tx, service.invalidate)
+    windows = slo_maintenance_windows
+    declared = {item.id for item in items}
+    lines: list[str] = []
+    rows = tx.execute(select(windows.c.id, windows.c.system_id).order_by(windows.c.id)).all()
+    for window_id, system_id in rows:
+        if window_id in declared:
+            continue
+        subtracting = [o.id for o in store.objectives_in(tx, system_ids=[system_id])
+                       if o.exclude_maintenance]
+
+        def drop(inner: Connection, window_id: str = window_id) -> None:
+            inner.execute(delete(windows).where(windows.c.id == window_id))
+
+        _as_mutations_in(tx, host, service, subtracting, drop,
+                         f"maintenance window {window_id} removed")
+        lines.append(f"removed maintenance window {window_id} ({system_id})")
     return lines

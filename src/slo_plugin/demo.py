@@ -28,8 +28,7 @@ import anyio
 from catalog_plugin import catalog_of
 from health_plugin import health_service
 from reactive_core import Actor, DemoContext, DemoStep, EntityChange
-from reactive_core.automation.demo import DemoWebhook
-from reactive_core.automation.plugin import automation_of
+from reactive_core.automation import DemoWebhook, automation_of
 
 from .commands import (
     events_table,

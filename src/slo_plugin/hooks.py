@@ -16,7 +16,7 @@ from reactive_core import (
 )
 
 from . import store
-from .commands import slo_command
+from .commands import burn_alert_logger, slo_command, summary
 from .config import (
     MAINTENANCE_ORDER,
     MAINTENANCE_SECTION,
@@ -26,6 +26,8 @@ from .config import (
     ObjectiveDeclaration,
     apply_maintenance,
     apply_objectives,
+    prune_maintenance,
+    prune_objectives,
 )
 from .demo import SloDemo
 from .derivers import ACHIEVEMENT_KIND, DIGEST_KIND, derive_slo_triggers, slo_trigger_payload
@@ -119,6 +121,8 @@ class SloPlugin:
         jobs = SloJobs(host=host, service=service)
         handlers = SloHandlers(service, on_recovery=jobs.evaluate_achievements_for)
         registry.on_entity_changed(SLO_KIND, self._invalidate)
+        if host.config.workers:  # a serving host logs each burn alert change
+            registry.on_entity_changed(SLO_KIND, burn_alert_logger())
         registry.on_entity_changed(HEALTH_KIND, self._invalidate)
         registry.on_entity_changed(HEALTH_KIND, handlers.system_down,
                                    delivery=WorkQueue(SYSTEM_DOWN_GROUP))
@@ -135,11 +139,13 @@ class SloPlugin:
         registry.add_config_section(
             MAINTENANCE_SECTION, MaintenanceDeclaration,
             lambda tx, host_, items: apply_maintenance(tx, host_, service, items),
-            order=MAINTENANCE_ORDER, identity=["id"])
+            order=MAINTENANCE_ORDER, identity=["id"],
+            prune=lambda tx, host_, items: prune_maintenance(tx, host_, service, items))
         registry.add_config_section(
             OBJECTIVES_SECTION, ObjectiveDeclaration,
             lambda tx, _host, items: apply_objectives(tx, service, items),
-            order=OBJECTIVES_ORDER, identity=["id"])
+            order=OBJECTIVES_ORDER, identity=["id"],
+            prune=lambda tx, _host, items: prune_objectives(tx, service, items))
 
     async def _invalidate(self, change: EntityChange) -> None:
         """Broadcast on `slo` and `health`: drop cached reads on every instance (an
@@ -166,6 +172,12 @@ class SloPlugin:
         """`reactive slo`."""
         assert self.service is not None
         return [slo_command(self.service)]
+
+    @hookimpl
+    def reactive_summary(self, host: Host) -> Any:
+        """How many objectives are breaching, for `reactive serve`'s summary line."""
+        assert self.service is not None
+        return summary(self.service)
 
     @hookimpl
     def reactive_demo_steps(self) -> list[DemoStep]:

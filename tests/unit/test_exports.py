@@ -31,3 +31,18 @@ def test_errors_form_one_tree() -> None:
         obj = getattr(reactive_core, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, reactive_core.ReactiveCoreError), name
+
+
+AUTOMATION = {
+    "RULE_KIND", "ActionCall", "ActionSpec", "AutomationPlugin", "AutomationSettings",
+    "DemoWebhook", "Mode", "Rule", "RuleError", "RuleSet", "Template", "automation_of",
+    "compile_template", "load_rules", "numeric_state_matches", "parse_rules",
+}
+
+
+def test_the_automation_surface_is_pinned_and_sorted() -> None:
+    import reactive_core.automation as automation
+
+    assert set(automation.__all__) == AUTOMATION
+    assert automation.__all__ == sorted(automation.__all__)
+    assert issubclass(automation.RuleError, reactive_core.ReactiveCoreError)

@@ -232,7 +232,12 @@ async def test_plugin_settings_from_the_environment(
 ) -> None:
     monkeypatch.setenv("REACTIVE_PLUGIN_SETTINGS", '{"health": {"max_concurrency": 3}}')
     assert Host(database_url=sqlite_url).config.plugins == {"health": {"max_concurrency": 3}}
-    assert Host(database_url=sqlite_url, config={"plugins": {}}).config.plugins == {}
+    # The caller's settings merge into the environment's, plugin by plugin, theirs winning.
+    assert Host(database_url=sqlite_url, config={"plugins": {}}).config.plugins == {
+        "health": {"max_concurrency": 3}}
+    assert Host(database_url=sqlite_url, config={"plugins": {"health": {
+        "max_concurrency": 5, "scheduler": False}}}).config.plugins == {
+        "health": {"max_concurrency": 5, "scheduler": False}}
     monkeypatch.setenv("REACTIVE_PLUGIN_SETTINGS", "{health: 3}")
     with pytest.raises(ConfigError, match="REACTIVE_PLUGIN_SETTINGS is not valid JSON"):
         Host(database_url=sqlite_url)

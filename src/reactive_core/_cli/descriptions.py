@@ -31,13 +31,17 @@ DESCRIPTIONS: Mapping[str, str] = {
     "apply": "Declare what a YAML config file says (the sections the loaded plugins "
              "define: systems, dependencies, checks, associations, ...) in one "
              "transaction, and print what changed; applying the same file again changes "
-             "nothing. Runs no handler and no check: the deliveries and timers it causes "
-             "are left to a running `reactive serve`.",
+             "nothing. -f may be repeated (-f - reads standard input): the files apply in "
+             "order in one transaction. --dry-run prints what would change and stores "
+             "nothing; --prune also removes what the files no longer declare. Runs no "
+             "handler and no check: the deliveries and timers it causes are left to a "
+             "running `reactive serve`.",
     "transitions": "The per-field transition log: the newest N rows (or a page of them), "
                    "oldest first, each a field of an entity going from one value to "
                    "another. Times are UTC.",
     "changes": "The change feed: the newest N changes (or a page of them), oldest first, "
-               "with what changed, who changed it and why. Times are UTC.",
+               "with what changed, who changed it and why. Times are UTC. --follow keeps "
+               "printing new changes until interrupted.",
     "deliveries": "Work-queue deliveries, newest first: group, entity, status, attempts "
                   "and last error. --replay re-queues a dead letter for a running "
                   "`reactive serve` to retry.",

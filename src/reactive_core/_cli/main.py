@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import signal
@@ -30,8 +31,16 @@ import anyio
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from .._entities.changes import EntityChange
+from .._entities.state import state_json
 from .._errors import ConfigError, PluginLoadError, ReactiveCoreError
-from .._host.configfile import apply_parsed, parse_config, read_config_file
+from .._host.configfile import (
+    ParsedConfig,
+    apply_documents,
+    decode_config,
+    parse_config,
+    read_config_file,
+)
 from .._host.doctor import doctor
 from .._host.host import Host
 from .._store.database import resolve_database_url
@@ -45,10 +54,14 @@ from .commands import EXIT_ABANDONED, EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, CliCom
 from .db import cmd_db, require_driver, require_file
 from .demo import run_demo
 from .descriptions import EPILOG, VERBOSE_HELP, add_version_option, describe
+from .logs import LOG_FORMATS, SUMMARY_SECONDS, setup_logging, summary_loop
 from .serve import ForcedExit
 
 logger = logging.getLogger("reactive_core.cli")
 
+FOLLOW_POLL_SECONDS = 0.5
+"""How often `reactive changes --follow` looks for new changes."""
+FOLLOW_PAGE = 1000
 
 
 # -- options --------------------------------------------------------------------------
@@ -119,11 +132,28 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
     serve.add_argument("--rules", metavar="DIR",
                        help="load automation rules from the YAML files in DIR and reload "
                             "them when a file changes (plugin setting automation.rules_dir)")
+    serve.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                       help="log lines as text (default) or as JSON objects, one per line, "
+                            "with time, level, logger, message and structured fields")
+    serve.add_argument("--summary-seconds", type=_not_negative, default=SUMMARY_SECONDS,
+                       metavar="S",
+                       help=f"log a one-line summary every S seconds (default "
+                            f"{SUMMARY_SECONDS:g}; 0 = never): systems by status, objectives "
+                            f"breaching, queue pending, dead letters, rule runs")
 
     apply = commands.add_parser("apply", parents=[common],
                                 help="declare what a config file says (idempotent)")
-    apply.add_argument("-f", "--file", required=True, metavar="FILE",
-                       help="YAML config file; applied in one transaction")
+    apply.add_argument("-f", "--file", dest="files", action="append", required=True,
+                       metavar="FILE",
+                       help="YAML config file (`-` reads standard input); repeatable: the "
+                            "files apply in order, all in one transaction")
+    apply.add_argument("--dry-run", action="store_true",
+                       help="validate and apply inside a transaction that is rolled back: "
+                            "print what would change (`would: ...`), store nothing")
+    apply.add_argument("--prune", action="store_true",
+                       help="then remove what the files no longer declare (systems, "
+                            "dependencies, checks, associations, objectives, maintenance "
+                            "windows, rules applied from config files)")
 
     transitions = commands.add_parser("transitions", parents=[common, listing],
                                       help="the per-field transition log, newest last")
@@ -149,6 +179,18 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
                          help="the newest N changes with a seq below SEQ (to page back)")
     changes.add_argument("--limit", type=_positive, default=100, metavar="N",
                          help="show the newest N changes (default 100)")
+    changes.add_argument("--follow", action="store_true",
+                         help="then keep printing new changes as they are committed, one "
+                              f"line each (polled every {FOLLOW_POLL_SECONDS:g} s), until "
+                              "SIGINT or SIGTERM; with --json, one JSON object per line")
+
+    get = commands.add_parser(
+        "get", parents=[common], help="one entity's current state, as JSON",
+        description="One entity's current state, as JSON: {kind, id, state}. An unknown "
+                    "kind is an error naming the declared kinds; exit status 1 when the "
+                    "entity does not exist.")
+    get.add_argument("kind", metavar="KIND", help="the entity kind (e.g. catalog-system)")
+    get.add_argument("entity_id", metavar="ID", help="the entity's id")
 
     deliveries = commands.add_parser("deliveries", parents=[common, listing],
                                      help="work-queue deliveries, newest first")
@@ -212,6 +254,17 @@ def _positive(text: str) -> int:
         value = 0
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    return value
+
+
+def _not_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds, 0 or more, received {text!r}")
     return value
 
 
@@ -324,6 +377,8 @@ async def cmd_serve(args: argparse.Namespace, _host: Host) -> int:
             logger.info("plugins: %s", ", ".join(host.plugin_names) or "none")
             print(f"reactive serving on {tables.display_url(host.database_url)} as "
                   f"{host.instance_id}", flush=True)
+            if args.summary_seconds > 0:
+                host.task_group.start_soon(summary_loop, host, args.summary_seconds)
 
             async for signum in signals:
                 logger.info("received %s; stopping (running handlers get %gs to finish; a "
@@ -338,30 +393,54 @@ async def cmd_serve(args: argparse.Namespace, _host: Host) -> int:
     return EXIT_OK
 
 
-async def cmd_apply(args: argparse.Namespace, _host: Host) -> int:
-    """Apply one config file in one transaction; print what changed.
+def _read_documents(args: argparse.Namespace, host: Host) -> list[ParsedConfig]:
+    """Every `-f` file (`-` is standard input, read once), read and validated."""
+    sections = list(host.registry.config_sections.values())
+    max_bytes = host.config.config_max_bytes
+    parsed: list[ParsedConfig] = []
+    for name in args.files:
+        if name == "-":
+            if any(p.source == "<stdin>" for p in parsed):
+                raise ConfigError("-f - is given twice: expected standard input once")
+            source = "<stdin>"
+            text = decode_config(sys.stdin.buffer.read(max_bytes + 1), source=source,
+                                 max_bytes=max_bytes)
+        else:
+            source = str(name)
+            text = read_config_file(name, max_bytes=max_bytes)
+        parsed.append(parse_config(text, sections, source=source, max_bytes=max_bytes))
+    return parsed
 
-    The file is read and validated before the database is touched, and a SQLite file
-    that this apply created is removed again when the apply is refused: a bad file
-    leaves no database behind.
+
+def _remove_sqlite_file(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+async def cmd_apply(args: argparse.Namespace, _host: Host) -> int:
+    """Apply config files in order in one transaction; print what changed.
+
+    The files are read and validated before the database is touched, and a SQLite file
+    that this apply created is removed again when the apply is refused (and after a dry
+    run): a bad file leaves no database behind.
     """
     host = _make_host(args, {"workers": False})
     host.load_plugins()
-    text = read_config_file(args.file, max_bytes=host.config.config_max_bytes)
-    sections = list(host.registry.config_sections.values())
-    parsed = parse_config(text, sections, source=str(args.file),
-                          max_bytes=host.config.config_max_bytes)
+    parsed = _read_documents(args, host)
     created = _new_sqlite_file(host.database_url)
     try:
         async with host:
-            lines = await host.run(apply_parsed, host, parsed, sections)
+            lines = await apply_documents(host, parsed, prune=args.prune,
+                                          dry_run=args.dry_run)
     except BaseException:
         if created is not None:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{created}{suffix}").unlink(missing_ok=True)
+            _remove_sqlite_file(created)
         raise
+    if args.dry_run and created is not None:
+        _remove_sqlite_file(created)
+    prefix = "would: " if args.dry_run else ""
     for line in lines:
-        print(line)
+        print(prefix + line)
     if not lines:
         print("no changes")
     return EXIT_OK
@@ -378,12 +457,71 @@ async def cmd_transitions(args: argparse.Namespace, host: Host) -> int:
 
 
 async def cmd_changes(args: argparse.Namespace, host: Host) -> int:
-    """List the newest changes of the feed (paged in SQL)."""
+    """List the newest changes of the feed (paged in SQL); with `--follow`, go on."""
+    if args.follow:
+        return await _follow_changes(args, host)
     async with _inspecting(host):
         rows = await host.changes(kind=args.kind, entity_id=args.entity_id,
                                   after_seq=args.after, before_seq=args.before,
                                   limit=args.limit, newest=not args.after)
     print(tables.changes_json(rows) if args.json else tables.changes_table(rows))
+    return EXIT_OK
+
+
+async def _follow_changes(args: argparse.Namespace, host: Host) -> int:
+    """`changes --follow`: the page `changes` shows, then every change committed after
+    it, read from the log by seq (so none is missed or shown twice), one line each,
+    until SIGINT or SIGTERM (exit 0)."""
+    if args.before is not None:
+        raise ConfigError("--follow with --before: expected --follow to start from the "
+                          "newest changes or from --after SEQ")
+
+    def emit(rows: list[EntityChange]) -> None:
+        for change in rows:
+            print(json.dumps(tables.change_json(change), ensure_ascii=False) if args.json
+                  else tables.change_line(change))
+        sys.stdout.flush()
+
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with _inspecting(host):
+            rows = await host.changes(kind=args.kind, entity_id=args.entity_id,
+                                      after_seq=args.after, limit=args.limit,
+                                      newest=not args.after)
+            emit(rows)
+            last = rows[-1].seq if rows else args.after
+            async with anyio.create_task_group() as group:
+
+                async def stop() -> None:
+                    async for _signum in signals:
+                        group.cancel_scope.cancel()
+                        return
+
+                group.start_soon(stop)
+                while True:
+                    await anyio.sleep(FOLLOW_POLL_SECONDS)
+                    while True:
+                        rows = await host.changes(kind=args.kind, entity_id=args.entity_id,
+                                                  after_seq=last, limit=FOLLOW_PAGE)
+                        if rows:
+                            emit(rows)
+                            last = rows[-1].seq
+                        if len(rows) < FOLLOW_PAGE:
+                            break
+    return EXIT_OK
+
+
+async def cmd_get(args: argparse.Namespace, host: Host) -> int:
+    """Print one entity's current state as JSON; exit 1 when it does not exist."""
+    handle = host.entity(args.kind)  # an unknown kind: the error lists the known ones
+    async with _inspecting(host, plugin_tables=True):
+        state = await handle.get(args.entity_id)
+    if state is None:
+        print(f"reactive get: no {args.kind} entity with id {args.entity_id!r}: expected "
+              f"the id of an existing one (`reactive changes --kind {args.kind}` shows "
+              f"what happened to them)", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(tables.to_json({"kind": args.kind, "id": args.entity_id,
+                          "state": state_json(state)}))
     return EXIT_OK
 
 
@@ -467,6 +605,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Host], Awaitable[int]]] = {
     "apply": cmd_apply,
     "transitions": cmd_transitions,
     "changes": cmd_changes,
+    "get": cmd_get,
     "deliveries": cmd_deliveries,
     "timers": cmd_timers,
     "doctor": cmd_doctor,
@@ -484,14 +623,9 @@ def log_level(command: str, verbose: int) -> int:
     return max(logging.DEBUG, base - 10 * verbose)
 
 
-def _setup_logging(command: str, verbose: int) -> None:
-    level = log_level(command, verbose)
-    # httpx logs every request at INFO: one line per health check run is noise.
-    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
-    # Alembic logs its context on every start; the host logs each upgrade it applies.
-    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+def _setup_logging(args: argparse.Namespace) -> None:
+    setup_logging(log_level(args.command, args.verbose),
+                  getattr(args, "log_format", None) or "text")
 
 
 def _pre_parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -525,7 +659,7 @@ def _run(argv: list[str]) -> int:
         plugin_commands = [c for cs in host.hook.reactive_cli_commands() for c in cs]
         args = _merge_globals(build_parser(plugin_commands).parse_args(argv))
         database_url = args.database_url
-        _setup_logging(args.command, args.verbose)
+        _setup_logging(args)
         if getattr(args, "plugin_command", None) is not None and args.command not in COMMANDS:
             return anyio.run(cmd_plugin, args, host)
         return anyio.run(COMMANDS[args.command], args, host)

@@ -186,6 +186,16 @@ def changes_table(rows: Sequence[EntityChange]) -> str:
     )
 
 
+def change_line(change: EntityChange) -> str:
+    """`changes --follow`: one change on one line, e.g. `#12 2026-11-29 17:41:17 UTC
+    health:api updated [status,healthyChecks] by health-check:api-http (check api-http
+    run: unhealthy)`."""
+    fields = f" [{','.join(change.changed_fields)}]" if change.changed_fields else ""
+    reason = f" ({' '.join(change.reason.split())})" if change.reason else ""
+    return (f"#{change.seq} {fmt_time(change.occurred_at)} UTC {change.kind}:{change.id} "
+            f"{change_label(change)}{fields} by {change.actor.type}:{change.actor.id}{reason}")
+
+
 def deliveries_table(rows: Sequence[DeliveryRow]) -> str:
     """`reactive deliveries`: id, group, kind:id, status, attempts, last error."""
     if not rows:

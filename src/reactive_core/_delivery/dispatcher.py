@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,6 +48,9 @@ _RETRY_LOCKED = 0.005
 """Seconds before recording again the outcomes whose entity a write held locked."""
 _FLUSH_ROUNDS = 200
 """How often shutdown tries to record outcomes before leaving them to lease expiry."""
+
+Observer = Callable[[str, str, float, str], None]
+"""Told of each handler run: (group, kind, seconds, outcome `done`, `retry` or `dead`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +84,8 @@ class Dispatcher:
         self._idle = anyio.Event()
         self._idle.set()
         self._rng = random.Random()
+        self.observers: list[Observer] = []
+        """Called after each handler run here (e.g. `/metrics`' handler durations)."""
 
     def wake(self) -> None:
         """Claim now rather than at the next interval."""
@@ -193,20 +200,32 @@ class Dispatcher:
         else:
             timeout = (sub.delivery.timeout_seconds if isinstance(sub.delivery, WorkQueue)
                        and sub.delivery.timeout_seconds is not None else self._s.handler_timeout)
+            started = time.perf_counter()
             raised = await call_guarded(sub.handler, change, timeout=timeout)
+            elapsed = time.perf_counter() - started
             if raised is None:
                 self._done.append(delivery)
+                self._observe(delivery, elapsed, "done")
                 return []
             error_text = describe(raised)
             if isinstance(raised, TimeoutError):
                 error_text = f"TimeoutError: the handler ran longer than {timeout:g}s"
         dead = delivery.attempts > policy.max_retries
         backoff = None if dead else policy.delay(delivery.attempts, self._rng)
+        if sub is not None:
+            self._observe(delivery, elapsed, "dead" if dead else "retry")
         (logger.error if dead else logger.warning)(
             "work-queue %s delivery %s (%s:%s) failed on attempt %d (%s): %s", delivery.group,
             delivery.id, delivery.kind, delivery.entity_id, delivery.attempts,
             "dead-lettered" if dead else f"retry in {backoff:.2f}s", error_text)
         return [Failure(delivery, error_text, backoff)]
+
+    def _observe(self, delivery: DeliveryRow, seconds: float, outcome: str) -> None:
+        for observe in self.observers:
+            try:
+                observe(delivery.group, delivery.kind, seconds, outcome)
+            except Exception:  # an observer never fails a delivery
+                logger.exception("work-queue observer %r failed", observe)
 
     async def _heartbeat(self) -> None:
         every = max(self._s.lease_seconds / 3, 0.05)

@@ -5,6 +5,11 @@ A file is a YAML mapping whose top-level keys are *sections* that plugins regist
 is a list of items validated with the section's pydantic model. Every error names the
 file, the line and what was expected; the whole file is applied in one transaction,
 so a bad item leaves nothing half-applied.
+
+Several files apply in order in one transaction. With `prune`, what the files no longer
+declare is removed afterwards, by each section's `prune` (sections without one keep
+what they have). A dry run applies everything inside the transaction and rolls it back:
+the lines say what would change, nothing is stored.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ if TYPE_CHECKING:
     from .host import Host
 
 SectionApply = Callable[[Connection, "Host", list[Any]], list[str]]
+SectionPrune = Callable[[Connection, "Host", list[Any]], list[str]]
+"""`prune(tx, host, items) -> [lines]`: remove what the section holds and `items` (every
+item of the section the applied files declare, possibly none) no longer declare."""
 
 CONFIG_ACTOR = Actor("config", "apply")
 """The actor config sections record on the changes a config file causes."""
@@ -42,6 +50,7 @@ class ConfigSection:
     order: int
     plugin: str | None
     identity: tuple[str, ...] = ()
+    prune: SectionPrune | None = None
 
 
 class ConfigItemError(ConfigError):
@@ -285,20 +294,63 @@ def parse_config(text: str, sections: Sequence[ConfigSection], *, source: str,
     return parsed
 
 
-def apply_parsed(tx: Connection, host: Host, parsed: ParsedConfig,
-                 sections: Sequence[ConfigSection]) -> list[str]:
-    """Apply every section in order inside `tx`; item errors are reported with their line."""
+def apply_parsed(tx: Connection, host: Host, parsed: ParsedConfig | Sequence[ParsedConfig],
+                 sections: Sequence[ConfigSection], *, prune: bool = False) -> list[str]:
+    """Apply every section of each parsed file (in the order given) inside `tx`; item
+    errors are reported with their file and line. With `prune`, then remove what the
+    files no longer declare: each section's `prune` gets every item of that section
+    the files declare, the sections last applied pruned first (rules before objectives
+    before checks before systems)."""
+    documents = [parsed] if isinstance(parsed, ParsedConfig) else list(parsed)
+    ordered = sorted(sections, key=lambda s: s.order)
     report: list[str] = []
-    for section in sorted(sections, key=lambda s: s.order):
-        items = parsed.items.get(section.key)
-        if not items:
-            continue
-        try:
-            report.extend(section.apply(tx, host, items))
-        except ConfigItemError as exc:
-            path: list[Any] = [section.key, exc.index, *exc.field]
-            raise ConfigError(f"{parsed.where(*path)}: {section.key}[{exc.index}]: {exc}") from exc
+    for document in documents:
+        for section in ordered:
+            items = document.items.get(section.key)
+            if not items:
+                continue
+            try:
+                report.extend(section.apply(tx, host, items))
+            except ConfigItemError as exc:
+                path: list[Any] = [section.key, exc.index, *exc.field]
+                raise ConfigError(
+                    f"{document.where(*path)}: {section.key}[{exc.index}]: {exc}") from exc
+    if prune:
+        for section in reversed(ordered):
+            if section.prune is not None:
+                declared = [item for document in documents
+                            for item in document.items.get(section.key, [])]
+                report.extend(section.prune(tx, host, declared))
     return report
+
+
+class _DryRun(Exception):
+    """Raised at the end of a dry run's unit of work to roll it back, with its report."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("dry run: rolled back")
+        self.lines = lines
+
+
+async def apply_documents(host: Host, parsed: Sequence[ParsedConfig], *,
+                          prune: bool = False, dry_run: bool = False) -> list[str]:
+    """Apply parsed files in order in one transaction; returns what changed.
+
+    With `dry_run` the transaction is rolled back after everything was applied (and
+    pruned): the lines say what would change, nothing is stored.
+    """
+    sections = list(host.registry.config_sections.values())
+
+    def unit(tx: Connection) -> list[str]:
+        lines = apply_parsed(tx, host, parsed, sections, prune=prune)
+        if dry_run:
+            raise _DryRun(lines)
+        return lines
+
+    try:
+        return await host.run(unit)
+    except _DryRun as done:
+        return done.lines
 
 
 async def apply_config_file(host: Host, path: str | Path) -> list[str]:
@@ -307,8 +359,11 @@ async def apply_config_file(host: Host, path: str | Path) -> list[str]:
     return await apply_config_text(host, text, source=str(path))
 
 
-async def apply_config_text(host: Host, text: str, *, source: str = "<config>") -> list[str]:
-    """Validate and apply a config document in one transaction; returns what changed."""
+async def apply_config_text(host: Host, text: str, *, source: str = "<config>",
+                            prune: bool = False, dry_run: bool = False) -> list[str]:
+    """Validate and apply a config document in one transaction; returns what changed
+    (with `dry_run`, what would change: the transaction is rolled back). With `prune`,
+    what the document no longer declares is removed too."""
     sections = list(host.registry.config_sections.values())
     parsed = parse_config(text, sections, source=source, max_bytes=host.config.config_max_bytes)
-    return await host.run(apply_parsed, host, parsed, sections)
+    return await apply_documents(host, [parsed], prune=prune, dry_run=dry_run)

@@ -309,9 +309,16 @@ class Host:
 
     async def _call_hook(self, name: str) -> None:
         assert self.pm is not None
-        for result in getattr(self.pm.hook, name)(host=self):
-            if inspect.isawaitable(result):
-                await result
+        pending = list(getattr(self.pm.hook, name)(host=self))
+        try:
+            while pending:
+                result = pending.pop(0)
+                if inspect.isawaitable(result):
+                    await result
+        finally:
+            for rest in pending:  # never started (one before them failed): close quietly
+                if inspect.iscoroutine(rest):
+                    rest.close()
 
     @property
     def running(self) -> bool:

@@ -24,7 +24,7 @@ from .._timers.jobs import Job, JobFn
 from .._timers.runner import TimerHandler, TimerTopic
 from .._timers.schedule import parse_schedule
 from .actions import ACTION_NAME, ActionFn, ActionSpec
-from .configfile import ConfigSection, SectionApply
+from .configfile import ConfigSection, SectionApply, SectionPrune
 from .declarations import (
     NON_REACTIVE_REASONS,
     ChangeHandler,
@@ -339,7 +339,7 @@ class Registry:
 
     def add_config_section(
         self, key: str, model: type[BaseModel], apply: SectionApply, *, order: int = 100,
-        identity: Sequence[str] = (),
+        identity: Sequence[str] = (), prune: SectionPrune | None = None,
     ) -> None:
         """Accept top-level `key` in config files: a list of `model` items.
 
@@ -349,6 +349,11 @@ class Registry:
         ascending `order` (systems before dependencies before checks, …). `identity`
         names the fields that identify an item: two items of a file with the same
         values are refused, naming both.
+
+        `prune(tx, host, items) -> [lines]` (optional) runs for `reactive apply --prune`
+        after every section applied, in the same transaction: it removes what the
+        section holds that `items` — every item of the section the applied files
+        declare, possibly none — no longer declares, and reports each removal.
         """
         if not isinstance(key, str) or not key.strip():
             raise RegistryError(
@@ -363,6 +368,10 @@ class Registry:
                 f"config section {key!r} added by plugin {self.current_plugin!r} is already "
                 f"added by plugin {self._config_sections[key].plugin!r}"
             )
+        if prune is not None and not callable(prune):
+            raise RegistryError(
+                f"add_config_section({key!r}): prune must be a function (tx, host, items) -> "
+                f"[lines], received {prune!r}")
         missing = [name for name in identity if name not in model.model_fields]
         if missing:
             raise RegistryError(
@@ -372,7 +381,7 @@ class Registry:
             )
         self._config_sections[key] = ConfigSection(
             key=key, model=model, apply=apply, order=order, plugin=self.current_plugin,
-            identity=tuple(identity),
+            identity=tuple(identity), prune=prune,
         )
 
     # -- lookups --------------------------------------------------------------------

@@ -3,15 +3,19 @@
 `reactive rules` lists the installed rules, the load errors of the last (re)load and the
 armed holds with their deadlines; `reactive rules check DIR` validates a folder without
 touching the database; `reactive runs [RULE]` lists runs newest first and
-`reactive runs show RUN_ID` prints one run's trace.
+`reactive runs show RUN_ID` prints one run's trace. `reactive runs --system S [--check C]`
+lists a system's recent check runs instead — why it is unhealthy — from the plugin that
+answers the hook `reactive_system_runs` (the health plugin).
 """
 
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._cli.commands import EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, CliCommand, CliContext
+from .._errors import ConfigError
 from .._timers.timers import Timer
 from .engine import HOLD_TOPIC
 from .errors import RuleError
@@ -152,6 +156,12 @@ async def _list(ctx: CliContext) -> int:
 def runs_command(plugin: AutomationPlugin) -> CliCommand:
     async def run(ctx: CliContext) -> int:
         args = ctx.args
+        if args.system is not None:
+            return await _system_runs(ctx)
+        if args.check is not None:
+            ctx.print("reactive runs: --check C needs --system S: expected "
+                      "reactive runs --system S --check C")
+            return EXIT_ERROR
         if args.rule == "show":
             if not args.run_id or not args.run_id.isdigit():
                 ctx.print("reactive runs show: expected a run id: reactive runs show RUN_ID")
@@ -179,9 +189,50 @@ def runs_command(plugin: AutomationPlugin) -> CliCommand:
                             help="with `show`: the run whose trace to print")
         parser.add_argument("--limit", type=int, default=RUNS_SHOWN, metavar="N",
                             help=f"how many runs (default {RUNS_SHOWN})")
+        parser.add_argument("--system", metavar="S",
+                            help="instead: the recent check runs of system S, newest first "
+                                 "(why it is unhealthy)")
+        parser.add_argument("--check", metavar="C",
+                            help="with --system: only the runs of check C")
 
     return CliCommand(name="runs", run=run, arguments=arguments, listing=True,
-                      help="automation runs newest first; `runs show RUN_ID` for a trace")
+                      help="automation runs newest first; `runs show RUN_ID` for a trace; "
+                           "`runs --system S` for a system's check runs")
+
+
+def system_run_row(run: dict[str, Any]) -> dict[str, Any]:
+    """A check run as `runs --system --json` prints it (times as ISO 8601)."""
+    at = run.get("at")
+    return {"check_id": run.get("check_id"), "status": run.get("status"),
+            "status_code": run.get("status_code"), "error": run.get("error"),
+            "latency_ms": run.get("latency_ms"),
+            "at": at.isoformat() if isinstance(at, datetime) else at}
+
+
+async def _system_runs(ctx: CliContext) -> int:
+    """`runs --system S [--check C]`: the system's check runs, newest first."""
+    args = ctx.args
+    if args.rule is not None:
+        ctx.print("reactive runs: --system lists check runs, not a rule's: expected either "
+                  "RULE or --system S")
+        return EXIT_ERROR
+    found = ctx.host.hook.reactive_system_runs(
+        host=ctx.host, system_id=args.system, check_id=args.check, limit=args.limit)
+    if found is None:
+        raise ConfigError("reactive runs --system: no loaded plugin records check runs: "
+                          "expected the health plugin (REACTIVE_PLUGINS, --plugin)")
+    if hasattr(found, "__await__"):
+        found = await found
+    rows = [system_run_row(r) for r in found]
+    what = f"system {args.system}" + (f", check {args.check}" if args.check else "")
+    ctx.emit(rows, lambda rs: ctx.table(
+        ["check", "status", "code", "error", "latency", ctx.utc("at")],
+        [[r["check_id"], r["status"], r["status_code"] if r["status_code"] is not None
+          else "-", r["error"] or "-",
+          f"{r['latency_ms']:.0f} ms" if r["latency_ms"] is not None else "-",
+          (r["at"] or "-")[:19].replace("T", " ")] for r in rs]) if rs
+        else f"no check runs of {what}")
+    return EXIT_OK
 
 
 def _trace(run: Run) -> dict[str, Any]:

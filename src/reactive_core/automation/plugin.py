@@ -95,7 +95,8 @@ class AutomationPlugin:
         registry.on_timer(TICK_TOPIC, engine.on_tick, concurrency=4)
         registry.on_timer(STEP_TOPIC, engine.on_step, lease_seconds=settings.lease_seconds)
         registry.add_config_section(RULES_SECTION, RuleDeclaration, self._apply_config,
-                                    order=RULES_ORDER, identity=["id"])
+                                    order=RULES_ORDER, identity=["id"],
+                                    prune=self._prune_config)
         for table in ("automation_runs", "automation_waits", "automation_window_hits",
                       "automation_window_latches", "automation_load_errors"):
             registry.declare_non_reactive_state(
@@ -289,6 +290,12 @@ class AutomationPlugin:
                 raise ConfigItemError(index, exc.detail, field=exc.where) from None
             rules.append(rule)
         return self.write_rules_in(tx, rules, CONFIG_ORIGIN, prune=False)
+
+    def _prune_config(self, tx: Connection, host: Host, items: Sequence[Any]) -> list[str]:
+        """`reactive apply --prune`: remove the rules config files stored that `items` no
+        longer declare (a rules folder's rules are the folder's business)."""
+        declared = frozenset(str(item.id) for item in items)
+        return self.write_rules_in(tx, [], CONFIG_ORIGIN, keep_ids=declared, prune=True)
 
 
 def _put(record: RuleRecord) -> Callable[[Connection, RuleRecord | None], RuleRecord]:

@@ -56,6 +56,22 @@ class BodyLimit:
         await response({"type": "http"}, _nothing, send)
 
 
+class _NoCache:
+    """Static files revalidated on every load, so an upgrade's page is seen at once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_no_cache(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []),
+                                      (b"cache-control", b"no-cache")]
+            await send(message)
+
+        await self.app(scope, receive, send_no_cache)
+
+
 class _TooLarge(Exception):
     pass
 
@@ -77,6 +93,8 @@ def build_app(host: Host, settings: HttpSettings, *, public_reads: bool) -> ASGI
     problems.install(app)
     from .routes import router as core_router
     app.include_router(core_router)
+    from .metrics import router as metrics_router
+    app.include_router(metrics_router)
     for routers in host.hook.reactive_http_routes(host=host):
         for router in routers or ():
             if not isinstance(router, APIRouter):
@@ -84,7 +102,7 @@ def build_app(host: Host, settings: HttpSettings, *, public_reads: bool) -> ASGI
                                 "fastapi.APIRouter objects")
             app.include_router(router)
     static = resources.files(__package__).joinpath("static")
-    app.mount("/", StaticFiles(directory=str(static), html=True), name="status-page")
+    app.mount("/", _NoCache(StaticFiles(directory=str(static), html=True)), name="status-page")
     wrapped: ASGIApp = app
     if settings.cors_origins:
         wrapped = CORSMiddleware(wrapped, allow_origins=list(settings.cors_origins),

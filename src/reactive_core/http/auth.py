@@ -64,8 +64,10 @@ async def _verify(request: Request, token: str) -> TokenInfo:
 
 
 async def reader(request: Request) -> TokenInfo | None:
-    """Reads: anyone on a loopback address; elsewhere a token (either scope)."""
-    token = _bearer(request)
+    """Reads: anyone on a loopback address; elsewhere a token (either scope), in the
+    Authorization header or, for a browser's `EventSource` that cannot send headers, as
+    the `access_token` query parameter (accepted on reads only)."""
+    token = _bearer(request) or request.query_params.get("access_token") or None
     if token is None:
         if request.app.state.public_reads:
             return None

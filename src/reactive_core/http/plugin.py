@@ -44,6 +44,7 @@ class HttpPlugin:
         self.url: str | None = None
         """`http://HOST:PORT` once the server listens."""
         self._server: _Server | None = None
+        self._stopped: anyio.Event | None = None
 
     @hookimpl
     def reactive_register(self, registry: Registry, host: Host) -> None:
@@ -78,23 +79,32 @@ class HttpPlugin:
 
         server.on_started = on_started
         self._server = server
-        host.task_group.start_soon(self._serve, server)
+        self._stopped = anyio.Event()
+        host.task_group.start_soon(self._serve, server, self._stopped)
         with anyio.fail_after(30):
-            await started.wait()
+            while not (started.is_set() or self._stopped.is_set()):
+                await anyio.sleep(0.01)
+        if not started.is_set():
+            raise ConfigError(f"cannot serve HTTP on {self.settings.listen}: the address is "
+                              f"in use or not available here (see the log above): expected a "
+                              f"free HOST:PORT (--http), or --no-http")
 
-    async def _serve(self, server: _Server) -> None:
+    async def _serve(self, server: _Server, stopped: anyio.Event) -> None:
         try:
             await server.serve()
+        except SystemExit:  # uvicorn exits when it cannot bind: the start-up reports it
+            logger.error("the HTTP server could not listen on %s", self.settings.listen)
         except Exception:  # the host goes on without its API
             logger.exception("the HTTP server stopped")
+        finally:
+            stopped.set()
 
     @hookimpl
     async def reactive_shutdown(self, host: Host) -> None:
-        if self._server is not None:
+        if self._server is not None and self._stopped is not None:
             self._server.should_exit = True
-            with anyio.move_on_after(5):
-                while self._server.started:
-                    await anyio.sleep(0.02)
+            with anyio.move_on_after(5):  # open streams (SSE) are cut off after that
+                await self._stopped.wait()
 
     @hookimpl
     def reactive_cli_commands(self) -> list[CliCommand]:
