@@ -62,8 +62,10 @@ class StatusOps(RunOps):
         if states and self._catalog_kind in self._host.registry.kinds:
             systems = await self._host.entity(self._catalog_kind).get_many(states)
             names = {sid: getattr(state, "name", None) for sid, state in systems.items()}
+        since = await self._host.read(self._health.in_state_since_many_in, list(states),
+                                      "status")
         return [SystemStatus(
             system_id=system_id, name=names.get(system_id), status=state.status.value,
             healthy_checks=state.healthy_checks, total_checks=state.total_checks,
-            since=await self._health.in_state_since(system_id, "status"))
+            since=since.get(system_id))
             for system_id, state in states.items()]

@@ -301,3 +301,16 @@ async def test_cancelled_writers_never_strand_the_writer_or_lose_consistency(
         # Whatever committed is logged exactly once; nothing is logged that did not commit.
         assert sorted(c.id for c in changes) == sorted(states)
         assert all(state.n == 1 for state in states.values())
+
+
+async def test_in_state_since_many_answers_like_in_state_since_one_by_one(
+        sqlite_url: str) -> None:
+    async with Host(database_url=sqlite_url, plugins=[CorePlugin()],
+                    entry_points=False) as host:
+        handle = host.entity("counter")
+        for entity_id in ("a", "b", "a", "c", "a"):
+            await handle.mutate(entity_id, increment)
+        ids = ["a", "b", "c", "missing"]
+        many = await host.read(handle.in_state_since_many_in, ids, "n")
+        one = {i: await handle.in_state_since(i, "n") for i in ids[:3]}
+        assert many == one and set(many) == {"a", "b", "c"}

@@ -151,6 +151,22 @@ class EntityHandle(Generic[S]):
         ).first()
         return as_utc(row.transitioned_at) if row else None
 
+    def in_state_since_many_in(self, tx: Connection, ids: Iterable[str],
+                               field: str) -> dict[str, datetime | None]:
+        """`in_state_since_in` of several entities in two reads (their states, then one
+        grouped read of the transition log); ids without a state are left out."""
+        states = {i: state_json(s) for i, s in self.get_many_in(tx, ids).items()}
+        if not states or not _is_field(field):
+            return dict.fromkeys(states)
+        t = entity_transitions
+        rows = tx.execute(
+            select(t.c.entity_id, t.c.to_value, func.max(t.c.transitioned_at).label("at"))
+            .where(t.c.kind == self.kind, t.c.entity_id.in_(list(states)), t.c.field == field)
+            .group_by(t.c.entity_id, t.c.to_value)).all()
+        latest = {(r.entity_id, r.to_value): as_utc(r.at) for r in rows}
+        return {i: latest.get((i, value_text((state or {}).get(field))))
+                for i, state in states.items()}
+
     async def in_state_since(self, entity_id: str, field: str) -> datetime | None:
         """When `field` took its current value (latest matching transition), else None."""
         return await self._db.read(self.in_state_since_in, entity_id, field)
