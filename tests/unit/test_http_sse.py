@@ -265,3 +265,30 @@ async def test_reads_accept_the_token_as_a_query_parameter_but_writes_do_not(
             assert (await client.get(f"/api/changes?access_token={token}")).status_code == 200
             refused = await client.post(f"/api/deliveries/1/replay?access_token={token}")
             assert refused.status_code == 401
+
+
+async def test_many_streams_share_one_reader_and_a_stream_older_than_its_ring_catches_up(
+    served: tuple[Host, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Five live streams get every change once, in order, from the shared reader; a
+    stream resuming from before what the reader keeps reads the log itself, then joins."""
+    from reactive_core.http.sse import ChangeHub
+
+    monkeypatch.setattr(ChangeHub, "RING", 4)
+    host, client = served
+    start = await set_value(host, "meter", "hub-0", 0)
+    async with anyio.create_task_group() as group:
+        got: dict[int, list[int]] = {}
+
+        async def listen(n: int) -> None:
+            async with client.stream("GET", "/api/events", params={"after": start}) as response:
+                got[n] = [e["id"] for e in await Events(response).next(12)]
+
+        for n in range(5):
+            group.start_soon(listen, n)
+        await anyio.sleep(0.3)
+        written = [await set_value(host, "meter", f"hub-{i % 3}", i) for i in range(1, 13)]
+    assert all(ids == written for ids in got.values()), got
+    async with client.stream("GET", "/api/events", params={"after": start}) as response:
+        late = [e["id"] for e in await Events(response).next(12)]   # older than the ring (4)
+    assert late == written

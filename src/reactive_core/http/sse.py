@@ -16,6 +16,7 @@ serialized and every visible seq is settled.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
@@ -159,31 +160,132 @@ def event_of(change: EntityChange) -> bytes:
     return f"id: {change.seq}\nevent: change\ndata: {data}\n\n".encode()
 
 
-async def follow(host: Host, signal: ChangeSignal, cursor: LogCursor,
+class ChangeHub:
+    """One reader of the change log for every open stream of an app.
+
+    It tails the log (settled seqs only, see `LogCursor`) while some stream is open and
+    keeps the newest `RING` changes, each encoded once; a stream that is caught up takes
+    its events from here (filtered by its kind and id), so 50 streams cost one read and
+    one encoding per change, not 50. A stream further behind than the ring reads the log
+    itself until it reaches the ring.
+    """
+
+    RING = 10_000
+
+    def __init__(self, host: Host, signal: ChangeSignal) -> None:
+        self._host = host
+        self._signal = signal
+        self._ring: deque[tuple[EntityChange, bytes]] = deque(maxlen=self.RING)
+        self.floor = 0
+        """Every change above `floor` and up to `position` is in the ring."""
+        self._cursor: LogCursor | None = None
+        self._event = anyio.Event()
+        self._streams = 0
+        self._running = False
+
+    @property
+    def position(self) -> int:
+        return self._cursor.position if self._cursor is not None else 0
+
+    def current(self) -> anyio.Event:
+        """Set when the hub has read more changes (take it before asking `since`)."""
+        return self._event
+
+    async def attach(self) -> None:
+        self._streams += 1
+        self._signal.attach()
+        if not self._running:
+            self._running = True
+            head = await self._host.read(head_seq)
+            self._ring.clear()
+            self._cursor = LogCursor(position=head, postgres=self._host.dialect == "postgresql")
+            self.floor = head
+            self._host.task_group.start_soon(self._run)
+
+    def detach(self) -> None:
+        self._streams -= 1
+        self._signal.detach()
+
+    async def _run(self) -> None:
+        host, cursor = self._host, self._cursor
+        assert cursor is not None
+        try:
+            while self._streams > 0 and host.running:
+                wake = self._signal.current()
+                page = await host.read(cursor.next_page)
+                if page:
+                    if len(page) + len(self._ring) > self.RING:
+                        dropped = len(page) + len(self._ring) - self.RING
+                        self.floor = (list(self._ring)[dropped - 1][0].seq
+                                      if dropped <= len(self._ring) else page[0].seq - 1)
+                    self._ring.extend((change, event_of(change)) for change in page)
+                    self._event.set()
+                    self._event = anyio.Event()
+                    continue
+                self._event.set()  # the position may have moved past other kinds' seqs
+                self._event = anyio.Event()
+                with anyio.move_on_after(SETTLE_SECONDS if cursor.settling else POLL_SECONDS):
+                    await wake.wait()
+        finally:
+            self._running = False
+            self._event.set()
+            if self._streams > 0 and host.running:  # one attached as it was stopping
+                self._running = True
+                host.task_group.start_soon(self._run)
+
+    def since(self, position: int, kind: str | None,
+              entity_id: str | None) -> tuple[list[bytes], int] | None:
+        """The encoded events after `position` the ring holds for this filter, and the
+        position they bring the stream to; None when `position` is older than the ring."""
+        if not self._running or position < self.floor:
+            return None
+        found = [data for change, data in self._ring if change.seq > position
+                 and (kind is None or change.kind == kind)
+                 and (entity_id is None or change.id == entity_id)]
+        return found, max(position, self.position)
+
+
+def hub_of(request: Request) -> ChangeHub:
+    """The app's `ChangeHub` (made on first use)."""
+    state = request.app.state
+    hub: ChangeHub | None = getattr(state, "change_hub", None)
+    if hub is None:
+        hub = state.change_hub = ChangeHub(host_of(request), signal_of(request))
+    return hub
+
+
+async def follow(host: Host, hub: ChangeHub, cursor: LogCursor,
                  *, keep_alive: float = KEEP_ALIVE_SECONDS) -> AsyncIterator[bytes]:
     """Every change after the cursor, then each new one, until the host stops (or the
-    client goes away and the response is cancelled)."""
-    signal.attach()
+    client goes away and the response is cancelled). Events come in batches: one write
+    per batch."""
+    await hub.attach()
     try:
         yield f": changes after seq {cursor.position}\n\n".encode()
         quiet_since = time.monotonic()
         while host.running:
-            wake = signal.current()
-            page = await host.read(cursor.next_page)
-            for change in page:
-                yield event_of(change)
-            if page:
+            wake = hub.current()
+            shared = hub.since(cursor.position, cursor.kind, cursor.entity_id)
+            if shared is None:  # behind the hub: read the log until caught up
+                page = await host.read(cursor.next_page)
+                batch = [event_of(change) for change in page]
+            else:
+                batch, cursor.position = shared
+                cursor.pending.clear()
+            if batch:
+                yield b"".join(batch)
                 quiet_since = time.monotonic()
                 continue
-            wait = SETTLE_SECONDS if cursor.settling else POLL_SECONDS
-            wait = min(wait, max(quiet_since + keep_alive - time.monotonic(), 0.0))
+            if shared is None and cursor.position < hub.floor:
+                continue  # more history to read
+            wait = min(POLL_SECONDS, max(quiet_since + keep_alive - time.monotonic(), 0.0))
             with anyio.move_on_after(wait):
                 await wake.wait()
             if time.monotonic() - quiet_since >= keep_alive:
                 yield b": keep-alive\n\n"
                 quiet_since = time.monotonic()
     finally:
-        signal.detach()
+        hub.detach()
 
 
 @router.get("/api/events", summary="The change log as server-sent events",
@@ -216,5 +318,5 @@ async def events(
                        postgres=host.dialect == "postgresql")
     cursor.position = await host.read(head_seq) if after is None else after
     return StreamingResponse(
-        follow(host, signal_of(request), cursor), media_type="text/event-stream",
+        follow(host, hub_of(request), cursor), media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
