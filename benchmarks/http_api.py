@@ -6,8 +6,8 @@ Run from the repository root (SQLite in a temp dir, about 2 minutes; PostgreSQL 
 `--pg`, in a scratch database created on that server and dropped at the end; about
 5.5 minutes in all):
 
-    .venv/bin/python benchmarks/http.py
-    .venv/bin/python benchmarks/http.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python benchmarks/http_api.py
+    .venv/bin/python benchmarks/http_api.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
 Data, built once per database in this process with the plugins' store functions in
 bulk: 1,000 catalog systems, one shared check associated with each, three passing runs
@@ -54,46 +54,40 @@ or repeating a change), never because something is slow.
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-# This file is named like the standard library's `http`: keep its folder off the path,
-# or `import http` (uvicorn, httpx) would find it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import anyio
+import anyio.lowlevel
+import httpx
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import insert
+from sqlalchemy.engine import make_url
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import sqlite3  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Awaitable, Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from typing import Any  # noqa: E402
-
-import anyio  # noqa: E402
-import anyio.lowlevel  # noqa: E402
-import httpx  # noqa: E402
-from fastapi import APIRouter  # noqa: E402
-from pydantic import BaseModel, ConfigDict  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from catalog_plugin import Catalog, CatalogPlugin  # noqa: E402
-from health_plugin import CheckOutcome, HealthPlugin, HealthStatus, health_service  # noqa: E402
-from reactive_core import Host, hookimpl  # noqa: E402
-from reactive_core.http.plugin import HttpPlugin  # noqa: E402
-from slo_plugin import DependencyExclusion, Objective, SloPlugin, slo_service  # noqa: E402
-from slo_plugin import store as slo_store  # noqa: E402
-from slo_plugin.schema import slo_downtime_events  # noqa: E402
+from catalog_plugin import Catalog, CatalogPlugin
+from health_plugin import CheckOutcome, HealthPlugin, HealthStatus, health_service
+from reactive_core import Host, hookimpl
+from reactive_core.http.plugin import HttpPlugin
+from slo_plugin import DependencyExclusion, Objective, SloPlugin, slo_service
+from slo_plugin import store as slo_store
+from slo_plugin.schema import slo_downtime_events
 
 SYSTEMS = 1_000               # one objective each
 CHECK = "probe"
