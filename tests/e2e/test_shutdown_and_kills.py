@@ -12,7 +12,11 @@ from pathlib import Path
 
 from cli_support import E2E_DIR, Cli, cli_env, sql, wait_until
 
+from reactive_core import HostConfig
+
 KILLS = 7
+DISPATCH_CONCURRENCY = HostConfig().dispatch_concurrency
+"""The most handlers one claim round starts."""
 COUNT = 120
 ENTITIES = 40
 
@@ -60,7 +64,14 @@ def test_repeated_sigkills_count_an_attempt_only_for_handlers_that_started(
     assert len(rows) == COUNT
     # An attempt is a handler that started: never a row only claimed, however often
     # the servers died (each kill left several handlers running and rows waiting).
-    assert {change_id: attempts for change_id, _, attempts in rows} == dict(started)
+    attempts = {change_id: n for change_id, _, n in rows}
+    # A kill can land between the commit that starts a round's handlers (counting their
+    # attempts) and their first line: those few count an attempt with no record line,
+    # at most one each, and only for the handlers of a round a kill cut off.
+    over = {c: attempts[c] - started.get(c, 0) for c in attempts
+            if attempts[c] != started.get(c, 0)}
+    assert all(extra == 1 for extra in over.values()), over
+    assert len(over) <= KILLS * DISPATCH_CONCURRENCY, over
     assert max(started.values()) >= 2  # some were cut short by a kill and ran again
     # Finished, every one: done, or dead after six real starts (a change whose handler
     # was cut short by every kill is given up on, as a poison change must be).
