@@ -101,6 +101,7 @@ class HealthPlugin:
         registry.register_change_deriver(
             HEALTH_KIND, derive_health_triggers, to_payload=health_change_payload)
         registry.on_entity_changed(HEALTH_KIND, self._invalidate)
+        registry.on_entity_changed(CATALOG_KIND, self._names_changed)
         if host.config.workers:  # a serving host logs each status change
             registry.on_entity_changed(HEALTH_KIND, health_change_logger(service))
         registry.on_entity_changed(
@@ -126,6 +127,11 @@ class HealthPlugin:
             lambda tx, _host, items: apply_associations(tx, service, items),
             order=ASSOCIATIONS_ORDER, identity=["system", "check"],
             prune=lambda tx, _host, items: prune_associations(tx, service, items))
+
+    async def _names_changed(self, change: EntityChange) -> None:
+        """Broadcast on `catalog-system`: the cached status rows show system names."""
+        if self.service is not None:
+            self.service.invalidate_names()
 
     async def _invalidate(self, change: EntityChange) -> None:
         """Broadcast subscriber on `health`: drop the cached status on every instance."""

@@ -11,6 +11,8 @@ from .models import HealthState
 from .runs import RunOps
 
 ALL_KEY = "all"
+ROWS_KEY = "rows"
+"""The cached `system_statuses` (names and since-times included)."""
 
 
 def system_key(system_id: str) -> str:
@@ -42,6 +44,11 @@ class StatusOps(RunOps):
         """Drop the cached status of `system_id` and the cached list of all statuses."""
         self._cache.invalidate(system_key(system_id))
         self._cache.invalidate(ALL_KEY)
+        self._cache.invalidate(ROWS_KEY)
+
+    def invalidate_names(self) -> None:
+        """A catalog system changed: drop the cached rows (they show its name)."""
+        self._cache.invalidate(ROWS_KEY)
 
     async def status(self, system_id: str) -> HealthState | None:
         """The health of `system_id` (None when absent), from the cache."""
@@ -56,7 +63,12 @@ class StatusOps(RunOps):
 
     async def system_statuses(self) -> list[SystemStatus]:
         """Every system with a `health` entity, by id, with its catalog name (if any) and
-        since when its status holds (from the transition log)."""
+        since when its status holds (from the transition log), from the cache."""
+        rows: list[SystemStatus] = await self._cache.get(  # type: ignore[assignment]
+            ROWS_KEY, self._system_statuses)
+        return list(rows)
+
+    async def _system_statuses(self) -> list[SystemStatus]:
         states = await self.statuses()
         names: dict[str, str | None] = {}
         if states and self._catalog_kind in self._host.registry.kinds:

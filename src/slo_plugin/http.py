@@ -178,6 +178,18 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 def routes(service: SloService) -> list[APIRouter]:
     """`/api/objectives…` over `service`."""
     router = APIRouter(prefix="/api/objectives", tags=["slo"])
+    shown: dict[int, tuple[ObjectiveView, ObjectiveOut]] = {}
+
+    def out_of(view: ObjectiveView) -> ObjectiveOut:
+        """`objective_out`, built once per view: the service hands out the same view
+        objects while its cache holds them, so a list read again costs no rebuilding."""
+        hit = shown.get(id(view))
+        if hit is not None and hit[0] is view:
+            return hit[1]
+        if len(shown) > 20_000:
+            shown.clear()
+        out = shown[id(view)] = (view, objective_out(view))
+        return out[1]
 
     @router.get("", summary="Objectives", response_model=ObjectivesPage)
     async def list_objectives(
@@ -188,7 +200,7 @@ def routes(service: SloService) -> list[APIRouter]:
         """Every objective by id, with its error budget now."""
         views = [v for v in await service.objectives() if after is None or v.objective.id > after]
         page, more = views[:limit], len(views) > limit
-        return ObjectivesPage(items=[objective_out(v) for v in page],
+        return ObjectivesPage(items=[out_of(v) for v in page],
                               next_after=page[-1].objective.id if more and page else None)
 
     @router.get("/{objective_id}", summary="One objective", response_model=ObjectiveDetailOut)
