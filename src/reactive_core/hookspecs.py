@@ -69,8 +69,13 @@ def reactive_http_routes(host: Host) -> list[Any]:
 
 @hookspec
 def reactive_metrics(host: Host) -> list[Any]:
-    """`prometheus_client` collectors the plugin adds to `/metrics` (collected at each
-    scrape; read what they report from the database, so every instance agrees)."""
+    """Collectors the plugin adds to `/metrics`, used at each scrape.
+
+    A reading collector has `read(tx) -> snapshot` (run inside the scrape's one read
+    unit of work) and `render(snapshot) -> metric families`; reading from the database
+    keeps every instance of a cluster in agreement. A plain `prometheus_client`
+    collector (`collect()` only) is accepted too, for numbers kept in memory.
+    """
     return []
 
 
