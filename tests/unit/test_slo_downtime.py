@@ -202,11 +202,15 @@ async def test_an_orphaned_open_event_closes_when_health_recovered(world: World)
     await world.build("api")
     oid = await world.objective("api")
     await world.set("api", up=False, at_minutes=2)
-    # Recovery recorded without the handlers running (as if the instance died).
+    # Recovery recorded without the handlers running (as if the instance died): its
+    # deliveries go in the same transaction, so no dispatcher can take them first.
     world.clock.now = T0 + timedelta(minutes=7)
-    await world.health.record_run("api-check", UP, timestamp=world.clock.now)
-    await world.host.run(lambda tx: tx.exec_driver_sql(
-        "DELETE FROM entity_deliveries WHERE status = 'pending'"))
+
+    def recover_unseen(tx: Any) -> None:
+        world.health.record_run_in(tx, "api-check", UP, timestamp=world.clock.now)
+        tx.exec_driver_sql("DELETE FROM entity_deliveries WHERE status = 'pending'")
+
+    await world.host.run(recover_unseen)
     assert await world.events(oid) == [(2, None, "self", None)]
     world.clock.now = T0 + timedelta(minutes=60)
     await world.slo.reconcile_all()
