@@ -182,10 +182,14 @@ class ChangeHub:
         self._event = anyio.Event()
         self._streams = 0
         self._running = False
+        self._published = 0
+        """The position streams see: moved only once the ring holds what it covers (the
+        cursor itself moves inside the read, in a worker thread, before that)."""
 
     @property
     def position(self) -> int:
-        return self._cursor.position if self._cursor is not None else 0
+        """Every change up to here is in the ring (or was, before `floor`)."""
+        return self._published
 
     def current(self) -> anyio.Event:
         """Set when the hub has read more changes (take it before asking `since`)."""
@@ -199,7 +203,7 @@ class ChangeHub:
             head = await self._host.read(head_seq)
             self._ring.clear()
             self._cursor = LogCursor(position=head, postgres=self._host.dialect == "postgresql")
-            self.floor = head
+            self.floor = self._published = head
             self._host.task_group.start_soon(self._run)
 
     def detach(self) -> None:
@@ -219,10 +223,12 @@ class ChangeHub:
                         self.floor = (list(self._ring)[dropped - 1][0].seq
                                       if dropped <= len(self._ring) else page[0].seq - 1)
                     self._ring.extend((change, event_of(change)) for change in page)
+                    self._published = cursor.position
                     self._event.set()
                     self._event = anyio.Event()
                     continue
-                self._event.set()  # the position may have moved past other kinds' seqs
+                self._published = cursor.position  # past seqs no change holds
+                self._event.set()
                 self._event = anyio.Event()
                 with anyio.move_on_after(SETTLE_SECONDS if cursor.settling else POLL_SECONDS):
                     await wake.wait()
@@ -239,9 +245,14 @@ class ChangeHub:
         position they bring the stream to; None when `position` is older than the ring."""
         if not self._running or position < self.floor:
             return None
-        found = [data for change, data in self._ring if change.seq > position
-                 and (kind is None or change.kind == kind)
-                 and (entity_id is None or change.id == entity_id)]
+        found: list[bytes] = []
+        for change, data in reversed(self._ring):  # only what is newer than `position`
+            if change.seq <= position:
+                break
+            if (kind is None or change.kind == kind) and (
+                    entity_id is None or change.id == entity_id):
+                found.append(data)
+        found.reverse()
         return found, max(position, self.position)
 
 
