@@ -66,17 +66,18 @@ def test_repeated_sigkills_count_an_attempt_only_for_handlers_that_started(
     # the servers died (each kill left several handlers running and rows waiting).
     attempts = {change_id: n for change_id, _, n in rows}
     # A kill can land between the commit that starts a round's handlers (counting their
-    # attempts) and their first line: those few count an attempt with no record line,
-    # at most one each, and only for the handlers of a round a kill cut off.
+    # attempts) and their first line: those count an attempt with no record line, one
+    # per kill that caught the row there (rarely two kills for one row).
     over = {c: attempts[c] - started.get(c, 0) for c in attempts
             if attempts[c] != started.get(c, 0)}
-    assert all(extra == 1 for extra in over.values()), over
-    assert len(over) <= KILLS * DISPATCH_CONCURRENCY, over
+    assert all(0 < extra <= 2 for extra in over.values()), sorted(over.values())
+    assert sum(over.values()) <= KILLS * DISPATCH_CONCURRENCY, over
     assert max(started.values()) >= 2  # some were cut short by a kill and ran again
-    # Finished, every one: done, or dead after six real starts (a change whose handler
-    # was cut short by every kill is given up on, as a poison change must be).
-    for _, status, attempts in rows:
-        assert status == "done" or (status == "dead" and attempts >= 6)
+    # Finished, every one: done, or dead after five real starts at least (a change whose
+    # handler was cut short by every kill is given up on, as a poison change must be) —
+    # never a row dead-lettered for attempts it did not make.
+    for change_id, status, _ in rows:
+        assert status == "done" or (status == "dead" and started.get(change_id, 0) >= 5)
 
 
 def stuck_server(tmp_path: Path, url: str) -> tuple[Cli, Path]:
