@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from .._delivery.policy import WorkQueue
 from .._entities.changes import EntityChange
+from .._store.schema import timers as timer_table
 from .._timers.timers import Timer
 from .errors import RuleError
 from .executor import STEP_TOPIC, Executor
@@ -43,6 +44,7 @@ from .runs import (
     forget_rule_state,
     get_run,
     insert_run,
+    jsonable,
     start_status,
     trim_runs,
     waiting_on,
@@ -319,7 +321,7 @@ class Engine:
                          "kind": change.kind, "entity_id": change.id,
                          "armed_at": self.host.clock().isoformat(),
                          "refs": [f"{change.kind}:{change.id}"],
-                         "context": _jsonable(context)})
+                         "context": jsonable(context)})
             return
         await self.occur(rule, trigger, context, f"{change.change_id}:{trigger.name}",
                          partition_default(context, change.id))
@@ -416,15 +418,12 @@ class Engine:
             timers.cancel_in(tx, STEP_TOPIC, str(run_id))
         forget_rule_state(tx, rule_id)
         for topic in (HOLD_TOPIC, TICK_TOPIC):
-            for timer in timers_of(tx, self.host, topic, rule_id):
+            for timer in timers_of(tx, topic, rule_id):
                 timers.cancel_in(tx, topic, timer)
 
 
-def timers_of(tx: Connection, host: Host, topic: str, rule_id: str) -> list[str]:
+def timers_of(tx: Connection, topic: str, rule_id: str) -> list[str]:
     """Keys of `topic`'s timers belonging to `rule_id` (keys start `rule|`)."""
-    from sqlalchemy import select
-
-    from .._store.schema import timers as timer_table
     prefix = f"{rule_id}|"
     rows = tx.execute(select(timer_table.c.key).where(timer_table.c.topic == topic,
                                                       timer_table.c.key.startswith(
@@ -445,8 +444,3 @@ def next_time(trigger: TimeTrigger, after: datetime) -> datetime:
             continue
         return candidate
     raise RuleError(f"time trigger at {trigger.at} has no day to fire on")
-
-
-def _jsonable(value: Any) -> Any:
-    from .runs import jsonable
-    return jsonable(value)

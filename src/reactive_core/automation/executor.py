@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -153,7 +153,7 @@ class Executor:
                                    cursor=cursor, trace=trace)
             if not saved:  # cancelled (restart mode, rule changed) or taken over
                 return
-            run = _with(run, cursor=cursor, trace=trace, waiting=None)
+            run = replace(run, cursor=cursor, trace=trace, waiting=None)
 
     async def _rearm_if_leased(self, run_id: int) -> None:
         """Another instance drives it: look again when its lease ends."""
@@ -182,7 +182,7 @@ class Executor:
             return True
 
         await host.run(unit)
-        return _with(run, cursor=cursor, trace=record, waiting=waiting)
+        return replace(run, cursor=cursor, trace=record, waiting=waiting)
 
     async def _finish(self, run: Run, rule: Rule | None, cursor: list[int],
                       trace: list[dict[str, Any]], status: RunStatus, error: str | None) -> None:
@@ -361,8 +361,3 @@ def _kind(action: Action) -> str:
 def _error(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}"[:1000] if text else type(exc).__name__
-
-
-def _with(run: Run, **changes: Any) -> Run:
-    from dataclasses import replace
-    return replace(run, **changes)
