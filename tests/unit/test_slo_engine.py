@@ -6,13 +6,14 @@ Floats are compared with `pytest.approx`: in doubles (100 - 99.9)/100 * 43200 is
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from slo_plugin.engine import compute_status
+from slo_plugin.engine import compute_budget, compute_status
 from slo_plugin.models import (
     Attribution,
     BurnAlert,
@@ -477,3 +478,44 @@ def test_no_downtime_is_a_plain_zero_not_minus_zero() -> None:
     result = compute_status(objective(), [], now=NOW, currently_down=False)
     assert str(result.error_budget_consumed_minutes) == "0.0"
     assert str(result.burn_rate) == "0.0"
+
+
+# -- the light read (`compute_budget`) against the full status ------------------------
+
+def random_history(rng: random.Random) -> tuple[list[DowntimeEvent], list[MaintenanceWindow]]:
+    """Events (overlapping, out of order, open, outside the window) and maintenance."""
+    events = []
+    for _ in range(rng.randrange(0, 30)):
+        start = timedelta(minutes=rng.uniform(0, 40 * 1440))
+        closed = rng.random() < 0.9
+        end = start - timedelta(minutes=rng.uniform(0, 600)) if closed else None
+        upstream = rng.choice([None, None, "up-1", "up-2"])
+        events.append(event(start, end if end is None or end > -DAY else -DAY,
+                            upstream=upstream, name=upstream and upstream.upper()))
+    rng.shuffle(events)
+    windows = [window(timedelta(minutes=a + rng.uniform(1, 900)), timedelta(minutes=a),
+                      cancelled=rng.random() < 0.2)
+               for a in (rng.uniform(0, 40 * 1440) for _ in range(rng.randrange(0, 4)))]
+    return events, windows
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_compute_budget_agrees_with_compute_status(seed: int) -> None:
+    rng = random.Random(seed)
+    events, windows = random_history(rng)
+    obj = objective(
+        target=rng.choice([95, 99, 99.9, 100]), window_days=rng.choice([1, 2, 7, 30]),
+        dependency_exclusion=rng.choice(list(DependencyExclusion)),
+        exclude_maintenance=rng.random() < 0.5)
+    down = rng.random() < 0.5
+    full = compute_status(obj, events, now=NOW, currently_down=down, maintenance=windows)
+    light = compute_budget(obj, events, now=NOW, currently_down=down, maintenance=windows)
+    assert light.remaining_percent == full.error_budget_remaining_percent
+    assert light.availability == full.current_availability
+    assert light.burn_rate == full.burn_rate
+    assert light.is_breaching == full.is_breaching
+    assert light.burn_alert == full.burn_alert
+    # The order of the events never matters.
+    ordered = sorted(events, key=lambda e: e.start)
+    assert compute_status(obj, ordered, now=NOW, currently_down=down,
+                          maintenance=windows) == full
