@@ -95,14 +95,32 @@ _HAS_OTHER_ENABLED = select(exists().where(
     _a.c.system_id == bindparam("s"), _a.c.enabled, _a.c.configuration_id != bindparam("c")))
 
 
+_PARSED: dict[tuple[tuple[str, str, Any], ...], Thresholds] = {}
+"""Thresholds parsed from stored JSON, by its items (with their types: `true` is not
+`1`): a read of many systems meets the same few settings again and again."""
+_PARSED_MAX = 10_000
+
+
 def parse_thresholds(raw: Mapping[str, Any] | None) -> Thresholds | None:
     """Stored thresholds JSON as a model (None stays None: the defaults apply)."""
     if raw is None:
         return None
     try:
-        return Thresholds.model_validate(raw)
+        key = tuple(sorted((name, type(value).__name__, value) for name, value in raw.items()))
+        parsed = _PARSED.get(key)
+    except TypeError:  # not a flat mapping of plain values (a hand-edited row)
+        key, parsed = None, None
+    if parsed is not None:
+        return parsed
+    try:
+        parsed = Thresholds.model_validate(raw)
     except ValidationError as exc:  # only a hand-edited row can get here
         raise ValueError(f"stored thresholds {dict(raw)!r} are not valid: {exc}") from exc
+    if key is not None:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = parsed
+    return parsed
 
 
 def read_health(tx: Connection, ids: Sequence[str]) -> dict[str, HealthState]:
@@ -121,7 +139,7 @@ def read_health(tx: Connection, ids: Sequence[str]) -> dict[str, HealthState]:
         if not counted:
             continue
         newest: dict[tuple[str, str], list[str]] = {}
-        for system_id, configuration_id, status in tx.execute(runs_stmt, params):
+        for system_id, configuration_id, status in tx.execute(runs_stmt, params).all():
             runs = newest.get((system_id, configuration_id))
             if runs is None:
                 newest[(system_id, configuration_id)] = [status]

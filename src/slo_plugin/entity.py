@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from sqlalchemy import Connection
 
 from . import store
-from .engine import compute_status
+from .engine import Budget, EventColumns, compute_budget, compute_status
 from .models import BurnAlert, Objective, SloStatus
 from .surroundings import Surroundings
+
+R = TypeVar("R")
 
 SLO_KIND = "slo"
 """The entity kind of objectives' live budgets, keyed by objective id."""
@@ -55,44 +58,63 @@ class SloReader:
     def statuses_in(self, tx: Connection, ids: Sequence[str], now: datetime | None = None,
                     ) -> dict[str, tuple[Objective, SloStatus]]:
         """Each objective of `ids` that exists, with its status at `now`."""
+        return self._each_in(tx, ids, now, compute_status, upstreams=True)
+
+    def budgets_in(self, tx: Connection, ids: Sequence[str], now: datetime | None = None,
+                   ) -> dict[str, tuple[Objective, Budget]]:
+        """Each objective of `ids` that exists, with its budget figures at `now` (what the
+        `slo` entity shows: `compute_status`'s numbers without attribution and pairs)."""
+        return self._each_in(tx, ids, now, compute_budget, upstreams=False)
+
+    def _each_in(self, tx: Connection, ids: Sequence[str], now: datetime | None,
+                 compute: Callable[..., R], *, upstreams: bool,
+                 ) -> dict[str, tuple[Objective, R]]:
         now = now or self._clock()
         objectives = store.objectives_in(tx, ids)
         if not objectives:
             return {}
         longest = max(o.window_days for o in objectives)
-        events = store.window_events_in(tx, [o.id for o in objectives],
-                                        now - timedelta(days=longest))
         systems = sorted({o.system_id for o in objectives if o.exclude_maintenance})
         maintenance = store.maintenance_in(tx, systems, now - timedelta(days=longest))
-        # Live health: one read for every system the objectives follow; the few that
-        # follow one check read it each.
-        down = self._around.systems_down_in(tx, sorted(
-            {o.system_id for o in objectives if o.health_check_configuration_id is None}))
-        found: dict[str, tuple[Objective, SloStatus]] = {}
-        for objective in objectives:
-            if objective.health_check_configuration_id is None:
-                currently_down = objective.system_id in down
+
+        def one(objective: Objective, events: EventColumns, currently_down: bool) -> R:
+            return compute(objective, events, now=now, currently_down=currently_down,
+                           maintenance=maintenance.get(objective.system_id, ()))
+
+        # Each objective computed as soon as its events are read (they die young). Live
+        # health matters only to an objective with an open event (a closed history
+        # counts the same either way): only those wait for it.
+        by_id = {o.id: o for o in objectives}
+        computed: dict[str, R] = {}
+        waiting: list[tuple[Objective, EventColumns]] = []
+        for oid, events in store.iter_window_events_in(
+                tx, list(by_id), now - timedelta(days=longest), upstreams=upstreams):
+            if None in events.ends:
+                waiting.append((by_id[oid], events))
             else:
-                currently_down = self._around.objective_in(tx, objective).down
-            status = compute_status(
-                objective, events[objective.id], now=now, currently_down=currently_down,
-                maintenance=maintenance.get(objective.system_id, ()))
-            found[objective.id] = (objective, status)
-        return found
+                computed[oid] = one(by_id[oid], events, False)
+        if waiting:
+            # One read for every system they follow; the few that follow one check
+            # read it each.
+            down = self._around.systems_down_in(tx, sorted(
+                {o.system_id for o, _ in waiting if o.health_check_configuration_id is None}))
+            for objective, events in waiting:
+                computed[objective.id] = one(objective, events, (
+                    objective.system_id in down if objective.health_check_configuration_id
+                    is None else self._around.objective_in(tx, objective).down))
+        return {o.id: (o, computed[o.id] if o.id in computed
+                       else one(o, EventColumns([], [], [], [], []), False))
+                for o in objectives}
 
     def read(self, tx: Connection, ids: Sequence[str]) -> dict[str, SloState]:
         """The `slo` state of each objective of `ids` that exists."""
-        statuses = self.statuses_in(tx, ids)
-        streaks = store.streaks_in(tx, list(statuses))
-        return {oid: state_of(objective, status, streaks.get(oid, store.Streak()))
-                for oid, (objective, status) in statuses.items()}
-
-
-def state_of(objective: Objective, status: SloStatus, streak: store.Streak) -> SloState:
-    """The `slo` entity's state from an objective's status and streak."""
-    return SloState(
-        objective_id=objective.id, system_id=objective.system_id, target=objective.target,
-        budget_remaining_percent=status.error_budget_remaining_percent,
-        current_streak=streak.current, best_streak=streak.best,
-        availability=status.current_availability, burn_rate=status.burn_rate,
-        is_breaching=status.is_breaching, burn_alert=status.burn_alert)
+        budgets = self.budgets_in(tx, ids)
+        streaks = store.streaks_in(tx, list(budgets))
+        none = store.Streak()
+        return {oid: SloState(
+            objective_id=oid, system_id=objective.system_id, target=objective.target,
+            budget_remaining_percent=budget.remaining_percent,
+            current_streak=streaks.get(oid, none).current,
+            best_streak=streaks.get(oid, none).best, availability=budget.availability,
+            burn_rate=budget.burn_rate, is_breaching=budget.is_breaching,
+            burn_alert=budget.burn_alert) for oid, (objective, budget) in budgets.items()}

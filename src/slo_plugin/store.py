@@ -7,9 +7,13 @@ nothing here decides anything (see `downtime` for the rules).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import repeat
+from operator import add
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 
+from .engine import EventColumns
 from .models import Attribution, DowntimeEvent, MaintenanceWindow, Objective
 from .schema import (
     slo_achievements,
@@ -51,28 +56,52 @@ def utc(value: datetime) -> datetime:
 
 # -- objectives ---------------------------------------------------------------------------
 
+_OBJECTIVE_FIELDS = ("id", "system_id", "health_check_configuration_id", "target",
+                     "window_days", "dependency_exclusion", "excluded_dependency_ids",
+                     "burn_rate_thresholds", "exclude_maintenance")
+# Untyped (no result processing): the row's raw values are the parse cache's key.
+_OBJECTIVE_COLUMNS: list[Any] = [literal_column(f"{_o.name}.{name}") for name in _OBJECTIVE_FIELDS]
+_PARSED: dict[Any, Objective] = {}
+"""Objectives parsed from their rows, by the row's raw values: validating one costs ten
+times more than reading its row, and a read of many objectives parses each again."""
+_PARSED_MAX = 100_000
+
+
 def _objective(row: Any) -> Objective:
-    return Objective.model_validate({
-        "id": row.id, "system_id": row.system_id,
-        "health_check_configuration_id": row.health_check_configuration_id,
-        "target": row.target, "window_days": row.window_days,
-        "dependency_exclusion": row.dependency_exclusion,
-        "excluded_dependency_ids": tuple(row.excluded_dependency_ids or ()),
-        "burn_rate_thresholds": row.burn_rate_thresholds,
-        "exclude_maintenance": row.exclude_maintenance,
-    })
+    key: Any = tuple(row)
+    try:
+        parsed = _PARSED.get(key)
+    except TypeError:  # PostgreSQL's driver hands JSON over decoded: unhashable
+        key = repr(key)
+        parsed = _PARSED.get(key)
+    if parsed is None:
+        fields = dict(zip(_OBJECTIVE_FIELDS, row, strict=True))
+        for name in ("excluded_dependency_ids", "burn_rate_thresholds"):
+            if isinstance(fields[name], str):
+                fields[name] = json.loads(fields[name])
+        fields["excluded_dependency_ids"] = tuple(fields["excluded_dependency_ids"] or ())
+        fields["exclude_maintenance"] = bool(fields["exclude_maintenance"])
+        parsed = Objective.model_validate(fields)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = parsed
+    return parsed
+
+
+def _objectives_select() -> Any:
+    return select(*_OBJECTIVE_COLUMNS).select_from(_o)
 
 
 def objective_in(tx: Connection, objective_id: str) -> Objective | None:
     """The objective `objective_id`, or None."""
-    row = tx.execute(select(_o).where(_o.c.id == objective_id)).first()
+    row = tx.execute(_objectives_select().where(_o.c.id == objective_id)).first()
     return None if row is None else _objective(row)
 
 
 def objectives_in(tx: Connection, ids: Iterable[str] | None = None, *,
                   system_ids: Iterable[str] | None = None) -> list[Objective]:
     """Objectives by id (all when `ids` and `system_ids` are None), sorted by id."""
-    query = select(_o).order_by(_o.c.id)
+    query = _objectives_select().order_by(_o.c.id)
     if ids is not None:
         query = query.where(_o.c.id.in_(list(ids)))
     if system_ids is not None:
@@ -184,43 +213,93 @@ def insert_closed_event_in(tx: Connection, objective_id: str, start: datetime, e
         duration_seconds=(end - start).total_seconds(), attribution=attribution.value))
 
 
-class Downtime:
-    """A downtime event as the read path loads it: the attributes `compute_status`
-    reads, without a model's validation (storage wrote it from a validated event)."""
-
-    __slots__ = ("attribution", "end", "start", "upstream_system_id", "upstream_system_name")
-
-    def __init__(self, start: datetime, end: datetime | None, attribution: Attribution,
-                 upstream_system_id: str | None, upstream_system_name: str | None) -> None:
-        self.start = start
-        self.end = end
-        self.attribution = attribution
-        self.upstream_system_id = upstream_system_id
-        self.upstream_system_name = upstream_system_name
+_EVENT_COLUMNS: list[Any] = [literal_column(name) for name in (
+    "objective_id", "started_at", "ended_at", "attribution", "upstream_system_id",
+    "upstream_system_name")]
 
 
-def window_events_in(tx: Connection, objective_ids: Sequence[str], since: datetime,
-                     ) -> dict[str, list[Downtime]]:
-    """Each objective's events that overlap `[since, …)`, oldest first.
+def window_events_in(tx: Connection, objective_ids: Sequence[str], since: datetime, *,
+                     upstreams: bool = True) -> dict[str, EventColumns]:
+    """Each objective's events that overlap `[since, …)`, oldest first, as columns.
 
-    Read untyped and parsed here: SQLAlchemy's timestamp processing costs more than the
-    query on SQLite (every status read loads thousands of events).
+    With `upstreams` False the upstream ids and names are not read (all None): what a
+    budget needs.
     """
-    found: dict[str, list[Downtime]] = {oid: [] for oid in objective_ids}
+    found = dict(iter_window_events_in(tx, objective_ids, since, upstreams=upstreams))
+    return {oid: found[oid] if oid in found else EventColumns([], [], [], [], [])
+            for oid in objective_ids}
+
+
+def iter_window_events_in(tx: Connection, objective_ids: Sequence[str], since: datetime, *,
+                          upstreams: bool = True) -> Iterator[tuple[str, EventColumns]]:
+    """`window_events_in` one objective at a time, as soon as its events are read,
+    objectives without events left out.
+
+    Read untyped and parsed here (SQLAlchemy's timestamp processing costs more than the
+    query on SQLite), a chunk of rows at a time and a column at a time, in C where it
+    can be: transposed, parsed, then cut per objective (rows come grouped by
+    objective). Nothing read lives long: holding thousands of rows, or every
+    objective's events, at once would have the garbage collector promote them, and a
+    read of many objectives then pay for a full collection.
+    """
     if not objective_ids:
-        return found
+        return
     # Untyped columns (no result processing); the bound `since` keeps its type.
-    columns: list[Any] = [literal_column(name) for name in (
-        "objective_id", "started_at", "ended_at", "attribution", "upstream_system_id",
-        "upstream_system_name")]
+    columns = _EVENT_COLUMNS if upstreams else _EVENT_COLUMNS[:4]
     query = (select(*columns).select_from(_e)
              .where(_e.c.objective_id.in_(list(objective_ids)),
                     or_(_e.c.ended_at.is_(None), _e.c.ended_at > since))
              .order_by(_e.c.objective_id, _e.c.started_at, _e.c.id))
-    for oid, start, end, attribution, upstream_id, upstream_name in tx.execute(query).all():
-        found[oid].append(Downtime(_stamp(start), None if end is None else _stamp(end),
-                                   _ATTRIBUTIONS[attribution], upstream_id, upstream_name))
-    return found
+    current: tuple[str, EventColumns] | None = None
+    for chunk in tx.execute(query).partitions(_CHUNK_ROWS):
+        columns_of = list(zip(*chunk, strict=True))
+        starts, ends = _stamps(columns_of[1]), _stamps(columns_of[2])
+        attributions = list(map(_ATTRIBUTIONS.__getitem__, columns_of[3]))
+        first = 0
+        for oid, count in Counter(columns_of[0]).items():
+            last = first + count
+            if current is None or current[0] != oid:
+                if current is not None:
+                    yield current
+                current = (oid, EventColumns([], [], [], [], []))
+            into = current[1]
+            into.starts.extend(starts[first:last])
+            into.ends.extend(ends[first:last])
+            into.attributions.extend(attributions[first:last])
+            if upstreams:
+                into.upstream_ids.extend(columns_of[4][first:last])
+                into.upstream_names.extend(columns_of[5][first:last])
+            else:
+                into.upstream_ids.extend([None] * count)
+                into.upstream_names.extend([None] * count)
+            first = last
+    if current is not None:
+        yield current
+
+
+_CHUNK_ROWS = 512
+
+
+_UTC_SUFFIX = repeat("+00:00")
+
+
+def _stamps(values: Sequence[Any]) -> list[Any]:
+    """`_stamp` of each value (None stays None); naive UTC text, the common case, in one
+    pass of C."""
+    if not values or not isinstance(values[0], str) or len(values[0]) > 26:
+        return [None if value is None else _stamp(value) for value in values]
+    missing = [index for index, value in enumerate(values) if value is None] \
+        if None in values else []
+    text = list(values)
+    for index in missing:
+        text[index] = text[0]
+    try:
+        parsed: list[Any] = list(map(datetime.fromisoformat, map(add, text, _UTC_SUFFIX)))
+    except (TypeError, ValueError):  # mixed forms: one at a time
+        return [None if value is None else _stamp(value) for value in values]
+    for index in missing:
+        parsed[index] = None
+    return parsed
 
 
 def _stamp(value: Any) -> datetime:
