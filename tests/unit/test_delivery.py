@@ -134,6 +134,39 @@ async def test_every_group_gets_one_delivery_and_unsubscribe_stops_local_handlin
         assert len(got["one"]) == 2
 
 
+async def test_handlers_get_the_logged_change_and_a_retry_never_sees_what_an_attempt_did_to_it(
+    sqlite_url: str,
+) -> None:
+    # The first claim of a change committed here hands over the write path's own object
+    # (no read of its row); every other delivery of it (another group, a retry) reads the
+    # row. Whichever way it came, a handler gets exactly what the log holds, and a
+    # handler that scribbles on its change never changes what a retry or a second group
+    # gets.
+    seen: dict[str, list[EntityChange]] = {"one": [], "two": []}
+
+    async def one(change: EntityChange) -> None:
+        seen["one"].append(change)
+        if len(seen["one"]) == 1:
+            assert change.next is not None
+            change.next["n"] = -1  # a handler bug, then a failure: retried
+            raise RuntimeError("first attempt fails")
+
+    async def two(change: EntityChange) -> None:
+        seen["two"].append(change)
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", one, WorkQueue("one"), name="1"),
+                         SubscriberPlugin("counter", two, WorkQueue("two"), name="2")) as host:
+        write = await host.entity("counter").write("a", increment)
+        await host.drain()
+        logged = [c for c in await host.changes() if c.id == "a"]
+        assert len(logged) == 1 and write.change is not None
+        assert len(seen["one"]) == 2 and len(seen["two"]) == 1
+        retry, other = seen["one"][1], seen["two"][0]
+        assert retry == other == logged[0]
+        assert retry.next == other.next == {"n": 1, "label": None, "tags": {}}
+        assert retry is not seen["one"][0] and other is not seen["one"][0]
+
+
 async def test_cascading_mutations_are_drained(sqlite_url: str) -> None:
     host_ref: list[Host] = []
 

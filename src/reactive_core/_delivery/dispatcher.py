@@ -116,9 +116,10 @@ class Dispatcher:
                 claimed, due_in = await self.round(routes, free)
                 if due_in is not None:
                     wait = min(wait, max(due_in, 0.0) + 0.001)
+            if claimed and self._idle.is_set():
+                self._idle = anyio.Event()
             for delivery, change in claimed:
                 self._running[delivery.id] = delivery
-                self._idle = anyio.Event()
                 task_group.start_soon(self._handle, delivery, change)
             if claimed and len(claimed) == free:
                 await anyio.lowlevel.checkpoint()

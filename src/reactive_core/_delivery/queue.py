@@ -23,6 +23,8 @@ database's clock on PostgreSQL (see `_store.backend`).
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -51,6 +53,8 @@ ROUTE_MIN_AGE_SECONDS = 7 * 86_400.0
 """Retention never drops a route seen more recently than this, whatever its setting."""
 _ROUTE_MIN_AGE = timedelta(seconds=ROUTE_MIN_AGE_SECONDS)
 MAX_ERROR_LENGTH = 4000
+RECENT_CHANGES = 4096
+"""How many changes this instance committed are kept for the claims of their deliveries."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,11 +138,15 @@ def _time(value: Any) -> datetime | None:
     return None if value is None else stored_time(value)
 
 
+_STATUSES = {status.value: status for status in DeliveryStatus}
+
+
 def delivery_row(row: Any) -> DeliveryRow:
     """An `entity_deliveries` row as a `DeliveryRow` (typed, or raw as the driver gives it)."""
     return DeliveryRow(
         id=int(row.id), change_seq=int(row.change_seq), group=row.group_name, kind=row.kind,
-        entity_id=row.entity_id, status=DeliveryStatus(row.status), attempts=int(row.attempts),
+        entity_id=row.entity_id, status=_STATUSES.get(row.status) or DeliveryStatus(row.status),
+        attempts=int(row.attempts),
         available_at=_time(row.available_at), lease_owner=row.lease_owner,
         lease_expires_at=_time(row.lease_expires_at), last_error=row.last_error,
         created_at=_time(row.created_at), finished_at=_time(row.finished_at),
@@ -173,6 +181,8 @@ class WorkQueueStore:
     def __init__(self, backend: Backend, clock: Clock) -> None:
         self._b = b = backend
         self._clock = clock
+        self._recent: dict[int, EntityChange] = {}
+        self._recent_lock = threading.Lock()
         # -- enqueue, on the write path's DBAPI cursor -------------------------------
         self._enqueue = _enqueue_sql(
             seq=b.p, source="", kind=b.p, entity_id=b.p,
@@ -230,6 +240,26 @@ class WorkQueueStore:
             now="LEAST(%(now)s, now())", created="%(now)s")
         return f"dl AS ({statement})"
 
+    def remember(self, change: EntityChange) -> None:
+        """Keep `change`, just committed by this instance, for the claim of its delivery:
+        the dispatcher then hands it over without reading and parsing its row again.
+
+        Called once the change has committed (never for one rolled back). The claim takes
+        it out: one delivery gets this object, any other delivery of the change (another
+        group, a retry) reads the row. At most `RECENT_CHANGES` are kept, oldest dropped.
+        """
+        with self._recent_lock:
+            recent = self._recent
+            recent[change.seq] = change
+            if len(recent) > RECENT_CHANGES:
+                del recent[next(iter(recent))]
+
+    def _recalled(self, seqs: Sequence[int]) -> dict[int, EntityChange]:
+        with self._recent_lock:
+            pop = self._recent.pop
+            found = {seq: pop(seq, None) for seq in seqs}
+        return {seq: change for seq, change in found.items() if change is not None}
+
     # -- the dispatcher ---------------------------------------------------------------
 
     @lru_cache(maxsize=32)  # noqa: B019 - one store per host, a handful of route sets
@@ -286,12 +316,25 @@ class WorkQueueStore:
                       key=lambda r: int(r.id))
         if not rows:
             return []
-        if self._b.returning_joins:
-            return [(delivery_row(r), row_to_change(r)) for r in rows]
-        seqs = sorted({int(r.change_seq) for r in rows})
-        changes = {int(c.seq): row_to_change(c) for c in tx.execute(
-            self._changes, {"seqs": self._b.list_param(seqs)})}
-        return [(delivery_row(r), changes[int(r.change_seq)]) for r in rows]
+        # Each delivery gets a change object of its own (a handler that alters its change
+        # alters nobody else's): a change this instance just committed goes to the first
+        # of its deliveries, the others are read from its row.
+        seqs = Counter(int(r.change_seq) for r in rows)
+        recalled = self._recalled(list(seqs))
+        stored: dict[int, Any] = {}
+        if not self._b.returning_joins:
+            wanted = sorted(s for s, n in seqs.items() if n > 1 or s not in recalled)
+            if wanted:
+                stored = {int(c.seq): c for c in tx.execute(
+                    self._changes, {"seqs": self._b.list_param(wanted)})}
+        claimed = []
+        for r in rows:
+            seq = int(r.change_seq)
+            change = recalled.pop(seq, None)
+            if change is None:
+                change = row_to_change(r if self._b.returning_joins else stored[seq])
+            claimed.append((delivery_row(r), change))
+        return claimed
 
     def seconds_until_due(self, tx: Connection, routes: Sequence[Route]) -> float | None:
         """Seconds until the earliest pending head of `routes` is claimable (a backoff or
@@ -312,15 +355,22 @@ class WorkQueueStore:
         write of it is committing) is returned in `Settled.later`, to record in a later
         round.
         """
-        finishing = [*done, *(f.delivery for f in failed if f.backoff is None)]
-        held = self._b.try_locks(tx, [_entity_key(d) for d in finishing])
-        later_done = [d for d in done if _entity_key(d) not in held]
-        later_failed = [f for f in failed
-                        if f.backoff is None and _entity_key(f.delivery) not in held]
+        if self._b.entity_locks:
+            finishing = [*done, *(f.delivery for f in failed if f.backoff is None)]
+            held = self._b.try_locks(tx, [_entity_key(d) for d in finishing])
+
+            def free(delivery: DeliveryRow) -> bool:
+                return _entity_key(delivery) in held
+        else:  # one writer at a time: whoever runs this unit holds every entity
+
+            def free(delivery: DeliveryRow) -> bool:
+                return True
+        later_done = [d for d in done if not free(d)]
+        later_failed = [f for f in failed if f.backoff is None and not free(f.delivery)]
         times = self._b.times(self._clock())
         finished: list[Any] = []
         recorded = 0
-        ids = [d.id for d in done if _entity_key(d) in held]
+        ids = [d.id for d in done if free(d)]
         if ids:
             rows = tx.execute(self._done, {"ids": self._b.list_param(ids),
                                            "owner": owner, **times}).all()
@@ -329,7 +379,7 @@ class WorkQueueStore:
         for failure in failed:
             error = failure.error[:MAX_ERROR_LENGTH]
             if failure.backoff is None:
-                if _entity_key(failure.delivery) not in held:
+                if not free(failure.delivery):
                     continue
                 rows = tx.execute(self._dead, {"id": failure.delivery.id, "owner": owner,
                                                "error": error, "unrun": int(not failure.ran),

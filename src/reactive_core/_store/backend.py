@@ -17,7 +17,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Table, bindparam, select, text
@@ -62,10 +62,14 @@ class Backend(ABC):
     now: str
     """SQL for "now" by the clock instances must agree on (in `text()` statements)."""
     returning_joins: bool
+    """Whether `UPDATE ... FROM other RETURNING` may return the other table's columns."""
     writes_in_one_statement: bool
     """Whether a write's rows (state, change, transitions, deliveries) are written by one
     statement of data-modifying CTEs, with named `%(name)s` parameters."""
-    """Whether `UPDATE ... FROM other RETURNING` may return the other table's columns."""
+    entity_locks: bool
+    """Whether writers of different entities run at once, each holding its entity's lock
+    (PostgreSQL's advisory locks); without (SQLite: one writer at a time), a unit of
+    work holds every entity."""
     skip_locked: str
     """Appended to a claiming SELECT so concurrent claimers skip each other's rows."""
 
@@ -169,6 +173,7 @@ class SqliteBackend(Backend):
     skip_locked = ""
     returning_joins = False
     writes_in_one_statement = False
+    entity_locks = False
     notify_sql = "NULL"
 
     def later(self, seconds_param: str) -> str:
@@ -183,6 +188,11 @@ class SqliteBackend(Backend):
 
     def stamp(self, value: datetime) -> Any:
         # SQLAlchemy's own storage format for DateTime on SQLite: naive UTC text.
+        text = value.isoformat(" ", "microseconds")
+        if text.endswith("+00:00"):  # aware UTC, the clock's: cut the zone off
+            return text[:-6]
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
         return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def in_list(self, column: str, param: str) -> str:
@@ -254,6 +264,7 @@ class PostgresBackend(Backend):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     returning_joins = True
     writes_in_one_statement = True
+    entity_locks = True
     notify_sql = f"pg_notify('{NOTIFY_CHANNEL}', '')"
 
     def later(self, seconds_param: str) -> str:
