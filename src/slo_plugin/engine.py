@@ -249,6 +249,15 @@ class EventColumns:
     upstream_ids: list[str | None]
     upstream_names: list[str | None]
 
+    def __post_init__(self) -> None:
+        count = len(self.starts)
+        if not (len(self.ends) == len(self.attributions) == len(self.upstream_ids)
+                == len(self.upstream_names) == count):
+            lengths = {name: len(getattr(self, name)) for name in (
+                "starts", "ends", "attributions", "upstream_ids", "upstream_names")}
+            raise ValueError(f"EventColumns: every column must have one entry per event, "
+                             f"received lengths {lengths}")
+
     @classmethod
     def of(cls, events: Iterable[DowntimeEvent | EventLike]) -> EventColumns:
         """`events` as columns (in the order given)."""

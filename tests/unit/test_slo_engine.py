@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from slo_plugin.engine import compute_budget, compute_status
+from slo_plugin.engine import EventColumns, compute_budget, compute_status
 from slo_plugin.models import (
     Attribution,
     BurnAlert,
@@ -519,3 +519,17 @@ def test_compute_budget_agrees_with_compute_status(seed: int) -> None:
     ordered = sorted(events, key=lambda e: e.start)
     assert compute_status(obj, ordered, now=NOW, currently_down=down,
                           maintenance=windows) == full
+
+
+def test_event_columns_give_the_same_status_and_refuse_ragged_columns() -> None:
+    events = [minutes_down(10), minutes_down(5, upstream="up-1", name="Up"),
+              event(30 * MIN, None)]
+    obj = objective(dependency_exclusion="self-only")
+    columns = EventColumns.of(events)
+    assert len(columns) == 3
+    assert [e.start for e in columns] == [e.start for e in events]
+    for down in (True, False):
+        assert (compute_status(obj, columns, now=NOW, currently_down=down)
+                == compute_status(obj, events, now=NOW, currently_down=down))
+    with pytest.raises(ValueError, match="one entry per event"):
+        EventColumns([NOW], [], [Attribution.SELF], [None], [None])
