@@ -216,6 +216,13 @@ async def test_an_orphaned_open_event_closes_when_health_recovered(world: World)
 
     await world.host.run(recover_unseen)
     assert await world.events(oid) == [(2, None, "self", None)]
+    # Open but orphaned: live health says up, so it counts nothing, in the entity and
+    # in the service's status alike (both read live health for an open event).
+    world.clock.now = T0 + timedelta(minutes=30)
+    state = await world.host.entity(SLO_KIND).get(oid)
+    view = await world.slo.objective(oid)
+    assert state is not None and view is not None
+    assert state.budget_remaining_percent == view.status.error_budget_remaining_percent == 100
     world.clock.now = T0 + timedelta(minutes=60)
     await world.slo.reconcile_all()
     assert await world.events(oid) == [(2, 7, "self", None)]
