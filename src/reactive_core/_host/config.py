@@ -31,7 +31,7 @@ class HostConfig(BaseModel):
     retry_max_seconds: float = Field(300.0, ge=0, description="backoff ceiling")
     poll_interval: float = Field(1.0, gt=0, description="backstop poll of feed, queue, timers")
     dispatch_concurrency: int = Field(
-        64, ge=1, description="work-queue handlers running at once on this instance (also the "
+        256, ge=1, description="work-queue handlers running at once on this instance (also the "
                               "most one claim round takes)")
     dispatch_batch_delay: float = Field(
         0.01, ge=0, description="seconds a woken dispatcher waits to gather a burst into one round")
