@@ -134,14 +134,12 @@ async def test_every_group_gets_one_delivery_and_unsubscribe_stops_local_handlin
         assert len(got["one"]) == 2
 
 
-async def test_handlers_get_the_logged_change_and_a_retry_never_sees_what_an_attempt_did_to_it(
+async def test_each_delivery_gets_its_own_copy_of_the_logged_change(
     sqlite_url: str,
 ) -> None:
-    # The first claim of a change committed here hands over the write path's own object
-    # (no read of its row); every other delivery of it (another group, a retry) reads the
-    # row. Whichever way it came, a handler gets exactly what the log holds, and a
-    # handler that scribbles on its change never changes what a retry or a second group
-    # gets.
+    # Each delivery gets its own change, parsed from the log: what a handler (or the
+    # writer) does to its change object never reaches another group, a retry, or the
+    # writer's `Write.change`.
     seen: dict[str, list[EntityChange]] = {"one": [], "two": []}
 
     async def one(change: EntityChange) -> None:
@@ -157,6 +155,8 @@ async def test_handlers_get_the_logged_change_and_a_retry_never_sees_what_an_att
     async with make_host(sqlite_url, SubscriberPlugin("counter", one, WorkQueue("one"), name="1"),
                          SubscriberPlugin("counter", two, WorkQueue("two"), name="2")) as host:
         write = await host.entity("counter").write("a", increment)
+        assert write.change is not None and write.change.next is not None
+        write.change.next["label"] = "the writer's own edit"  # nobody else's business
         await host.drain()
         logged = [c for c in await host.changes() if c.id == "a"]
         assert len(logged) == 1 and write.change is not None
@@ -165,6 +165,8 @@ async def test_handlers_get_the_logged_change_and_a_retry_never_sees_what_an_att
         assert retry == other == logged[0]
         assert retry.next == other.next == {"n": 1, "label": None, "tags": {}}
         assert retry is not seen["one"][0] and other is not seen["one"][0]
+        assert all(change is not write.change for changes in seen.values()
+                   for change in changes)
 
 
 async def test_cascading_mutations_are_drained(sqlite_url: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import anyio
 import pytest
@@ -25,6 +25,7 @@ from reactive_core import (
     UnknownEntityKind,
     WorkQueue,
 )
+from reactive_core._entities.changes import stored_time
 from reactive_core._store.schema import entity_changes, entity_deliveries, entity_transitions
 
 pytestmark = pytest.mark.anyio
@@ -314,3 +315,17 @@ async def test_in_state_since_many_answers_like_in_state_since_one_by_one(
         many = await host.read(handle.in_state_since_many_in, ids, "n")
         one = {i: await handle.in_state_since(i, "n") for i in ids[:3]}
         assert many == one and set(many) == {"a", "b", "c"}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2024-01-01 00:00:00.000001", datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),
+    ("2024-01-01 00:00:00", datetime(2024, 1, 1, tzinfo=UTC)),
+    ("2024-01-01 00:00:00.00000Z", datetime(2024, 1, 1, tzinfo=UTC)),
+    ("2024-01-01T00:00:00.0+0100", datetime(2023, 12, 31, 23, 0, tzinfo=UTC)),
+    ("2024-01-01 02:00:00+02:00", datetime(2024, 1, 1, tzinfo=UTC)),
+])
+def test_stored_timestamps_read_back_as_aware_utc(text: str, expected: datetime) -> None:
+    parsed = stored_time(text)
+    assert parsed == expected and parsed.utcoffset() == timedelta(0)
+    aware = datetime(2024, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))
+    assert stored_time(aware) == datetime(2024, 1, 1, tzinfo=UTC)

@@ -23,8 +23,6 @@ database's clock on PostgreSQL (see `_store.backend`).
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,8 +51,6 @@ ROUTE_MIN_AGE_SECONDS = 7 * 86_400.0
 """Retention never drops a route seen more recently than this, whatever its setting."""
 _ROUTE_MIN_AGE = timedelta(seconds=ROUTE_MIN_AGE_SECONDS)
 MAX_ERROR_LENGTH = 4000
-RECENT_CHANGES = 4096
-"""How many changes this instance committed are kept for the claims of their deliveries."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,8 +177,6 @@ class WorkQueueStore:
     def __init__(self, backend: Backend, clock: Clock) -> None:
         self._b = b = backend
         self._clock = clock
-        self._recent: dict[int, EntityChange] = {}
-        self._recent_lock = threading.Lock()
         # -- enqueue, on the write path's DBAPI cursor -------------------------------
         self._enqueue = _enqueue_sql(
             seq=b.p, source="", kind=b.p, entity_id=b.p,
@@ -240,26 +234,6 @@ class WorkQueueStore:
             now="LEAST(%(now)s, now())", created="%(now)s")
         return f"dl AS ({statement})"
 
-    def remember(self, change: EntityChange) -> None:
-        """Keep `change`, just committed by this instance, for the claim of its delivery:
-        the dispatcher then hands it over without reading and parsing its row again.
-
-        Called once the change has committed (never for one rolled back). The claim takes
-        it out: one delivery gets this object, any other delivery of the change (another
-        group, a retry) reads the row. At most `RECENT_CHANGES` are kept, oldest dropped.
-        """
-        with self._recent_lock:
-            recent = self._recent
-            recent[change.seq] = change
-            if len(recent) > RECENT_CHANGES:
-                del recent[next(iter(recent))]
-
-    def _recalled(self, seqs: Sequence[int]) -> dict[int, EntityChange]:
-        with self._recent_lock:
-            pop = self._recent.pop
-            found = {seq: pop(seq, None) for seq in seqs}
-        return {seq: change for seq, change in found.items() if change is not None}
-
     # -- the dispatcher ---------------------------------------------------------------
 
     @lru_cache(maxsize=32)  # noqa: B019 - one store per host, a handful of route sets
@@ -316,25 +290,14 @@ class WorkQueueStore:
                       key=lambda r: int(r.id))
         if not rows:
             return []
-        # Each delivery gets a change object of its own (a handler that alters its change
-        # alters nobody else's): a change this instance just committed goes to the first
-        # of its deliveries, the others are read from its row.
-        seqs = Counter(int(r.change_seq) for r in rows)
-        recalled = self._recalled(list(seqs))
-        stored: dict[int, Any] = {}
-        if not self._b.returning_joins:
-            wanted = sorted(s for s, n in seqs.items() if n > 1 or s not in recalled)
-            if wanted:
-                stored = {int(c.seq): c for c in tx.execute(
-                    self._changes, {"seqs": self._b.list_param(wanted)})}
-        claimed = []
-        for r in rows:
-            seq = int(r.change_seq)
-            change = recalled.pop(seq, None)
-            if change is None:
-                change = row_to_change(r if self._b.returning_joins else stored[seq])
-            claimed.append((delivery_row(r), change))
-        return claimed
+        # Each delivery gets a change object of its own, parsed from the row: a handler
+        # that alters its change alters nobody else's (another group's, a retry's).
+        if self._b.returning_joins:
+            return [(delivery_row(r), row_to_change(r)) for r in rows]
+        seqs = sorted({int(r.change_seq) for r in rows})
+        stored = {int(c.seq): c for c in tx.execute(
+            self._changes, {"seqs": self._b.list_param(seqs)})}
+        return [(delivery_row(r), row_to_change(stored[int(r.change_seq)])) for r in rows]
 
     def seconds_until_due(self, tx: Connection, routes: Sequence[Route]) -> float | None:
         """Seconds until the earliest pending head of `routes` is claimable (a backoff or

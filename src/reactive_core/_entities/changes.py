@@ -121,7 +121,7 @@ def _json(value: Any) -> Any:
 def stored_time(value: Any) -> datetime:
     """A timestamp as a driver returns it untyped (SQLite: text) as aware UTC."""
     if isinstance(value, str):
-        if len(value) == 26 and value[19] == ".":
+        if len(value) == 26 and value[19] == "." and value[20:].isdigit():
             # The naive UTC text every SQLite timestamp is stored as: parsed with its
             # zone in one step (a `replace(tzinfo=...)` afterwards costs five times more).
             return datetime.fromisoformat(value + "+00:00")

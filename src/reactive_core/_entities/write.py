@@ -14,7 +14,6 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -290,7 +289,5 @@ class WritePath:
             change_id=change_id, seq=seq, kind=kind.kind, id=entity_id, prev=prev_json,
             next=next_json, delta=delta, changed_fields=changed, actor=actor,
             occurred_at=occurred_at, reason=reason)
-        if groups:  # a delivery of it may be claimed here: hand the change over
-            after_commit(tx, partial(self._queue.remember, change))
         after_commit(tx, self._wake)
         return Write(prev=prev, next=nxt, change=change)

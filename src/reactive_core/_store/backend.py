@@ -17,7 +17,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Table, bindparam, select, text
@@ -191,8 +191,6 @@ class SqliteBackend(Backend):
         text = value.isoformat(" ", "microseconds")
         if text.endswith("+00:00"):  # aware UTC, the clock's: cut the zone off
             return text[:-6]
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC)
         return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def in_list(self, column: str, param: str) -> str:
