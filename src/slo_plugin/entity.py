@@ -1,7 +1,9 @@
 """The computed `slo` kind: one entity per objective, its budget as of now.
 
-`read(tx, ids)` assembles each objective's status from its events in the window, live
-health, its maintenance windows and its streak, through `compute_status`. Time moves
+`read(tx, ids)` assembles each objective's budget from its events in the window, its
+maintenance windows and its streak, through `compute_budget` (`compute_status`'s
+figures without attribution and burn-window pairs); live health is read only for the
+objectives with an open event, the only ones it can change. Time moves
 the budget of an objective with open downtime without any write, so the plugin
 mutates the entity whenever an input moves and refreshes those with open downtime on
 a timer (see `hooks`): its change log follows the budget within one refresh period.
