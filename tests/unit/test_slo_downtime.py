@@ -273,3 +273,56 @@ async def test_deleting_an_objective_or_its_system_tombstones_the_entity(world: 
     await world.host.drain()
     assert await slo.get(second) is None
     assert await world.slo.objectives() == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite_url", "pg_url"])
+async def test_window_events_load_as_the_log_holds_them_across_chunks(
+        backend: str, request: pytest.FixtureRequest) -> None:
+    # The read path loads events a chunk of rows at a time, a column at a time: an
+    # objective's events that straddle chunks, an objective without events, an open
+    # event and upstream names come out as the event listing has them.
+    from sqlalchemy import insert
+
+    from slo_plugin import store
+    from slo_plugin.schema import slo_downtime_events
+
+    url = request.getfixturevalue(backend)
+    counts = {"a": 600, "b": 0, "c": 1, "d": 700}
+    async with Host(database_url=url, entry_points=False,
+                    plugins=[CatalogPlugin, HealthPlugin, SloPlugin],
+                    config={"run_jobs": False,
+                            "plugins": {"health": {"scheduler": False}}}) as host:
+        rows = []
+        for oid, count in counts.items():
+            for k in range(count):
+                start = T0 - timedelta(days=20) + timedelta(minutes=10 * k, microseconds=k)
+                upstream = f"up-{k % 3}" if k % 4 == 0 else None
+                rows.append({
+                    "objective_id": oid, "started_at": start,
+                    "ended_at": None if oid == "c" else start + timedelta(minutes=3),
+                    "duration_seconds": None if oid == "c" else 180.0,
+                    "attribution": "upstream" if upstream else "self",
+                    "upstream_system_id": upstream,
+                    "upstream_system_name": upstream and upstream.upper()})
+
+        def load(tx: Any) -> None:
+            for oid in counts:
+                store.save_objective_in(tx, Objective(id=oid, system_id="sys", target=99.9,
+                                                      window_days=30), T0)
+            tx.execute(insert(slo_downtime_events), rows)
+
+        await host.run(load)
+
+        def read(tx: Any) -> tuple[Any, Any]:
+            loaded = store.window_events_in(tx, list(counts), T0 - timedelta(days=30))
+            listed = {oid: store.events_in(tx, oid, limit=10_000) for oid in counts}
+            return loaded, listed
+
+        loaded, listed = await host.read(read)
+    for oid, count in counts.items():
+        got = [(e.start, e.end, e.attribution, e.upstream_system_id, e.upstream_system_name)
+               for e in loaded[oid]]
+        want = [(e.event.start, e.event.end, e.event.attribution, e.event.upstream_system_id,
+                 e.event.upstream_system_name) for e in reversed(listed[oid])]
+        assert len(got) == count and got == want, oid
+        assert all(s.tzinfo is not None and s.utcoffset() == timedelta(0) for s, *_ in got)
