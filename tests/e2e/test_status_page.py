@@ -21,6 +21,7 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import BaseModel, ConfigDict
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -214,7 +215,9 @@ def browser() -> Iterator[WebDriver]:
 
 
 def wait(driver: WebDriver, condition: Any, what: str) -> Any:
-    return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.1).until(
+    # A condition that meets an element the live page just replaced is asked again.
+    return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(
         condition, message=f"waited {WAIT_SECONDS}s for {what}")
 
 
@@ -244,8 +247,21 @@ def open_page(driver: WebDriver, served: Served) -> None:
 
 
 def status_of(driver: WebDriver, system: str) -> str | None:
-    cells = driver.find_elements(By.CSS_SELECTOR, f'tr[data-system="{system}"] .status')
-    return cells[0].get_attribute("data-status") if cells else None
+    # Read in one script: the live page replaces rows as changes arrive, so an element
+    # found by one call may be gone by the next (a stale element reference).
+    status: str | None = driver.execute_script(
+        "const cell = document.querySelector(arguments[0]);"
+        "return cell ? cell.getAttribute('data-status') : null;",
+        f'tr[data-system="{system}"] .status')
+    return status
+
+
+def text_of(driver: WebDriver, selector: str) -> str | None:
+    """The text of the first element `selector` finds (in one script, like `status_of`)."""
+    text: str | None = driver.execute_script(
+        "const found = document.querySelector(arguments[0]);"
+        "return found ? found.innerText : null;", selector)
+    return text
 
 
 def notices(driver: WebDriver) -> list[str]:
@@ -261,13 +277,12 @@ def test_the_page_shows_systems_slos_rules_and_changes_without_console_errors(
     assert browser.find_element(By.ID, "instance").text == served.host.instance_id
     assert notices(browser) == []
     assert status_of(browser, "api") == "healthy" and status_of(browser, "db") == "healthy"
-    api = browser.find_element(By.CSS_SELECTOR, 'tr[data-system="api"]')
-    assert "Orders API" in api.find_element(By.CSS_SELECTOR, ".name").text
-    assert api.find_element(By.CSS_SELECTOR, ".checks").text == "1 / 1 healthy"
-    slo = browser.find_element(By.CSS_SELECTOR, 'tr[data-objective="api-availability"]')
-    assert "/ 99.90 %" in slo.find_element(By.CSS_SELECTOR, ".availability").text
-    assert "%" in slo.find_element(By.CSS_SELECTOR, ".budget").text
-    attribution = slo.find_element(By.CSS_SELECTOR, ".attribution").text
+    api, slo = 'tr[data-system="api"]', 'tr[data-objective="api-availability"]'
+    assert "Orders API" in (text_of(browser, f"{api} .name") or "")
+    assert text_of(browser, f"{api} .checks") == "1 / 1 healthy"
+    assert "/ 99.90 %" in (text_of(browser, f"{slo} .availability") or "")
+    assert "%" in (text_of(browser, f"{slo} .budget") or "")
+    attribution = text_of(browser, f"{slo} .attribution") or ""
     assert "self 5 min" in attribution and "upstream 15 min" in attribution, attribution
     wait(browser, lambda d: d.execute_script(
         "return [...document.querySelectorAll('#burndowns img')]"
@@ -290,7 +305,7 @@ def test_a_system_turning_unhealthy_shows_without_a_reload(
     served.run("api-http", API_DOWN)
 
     wait(browser, lambda d: status_of(d, "api") == "unhealthy", "api to show unhealthy")
-    reason = browser.find_element(By.CSS_SELECTOR, 'tr[data-system="api"] .reason').text
+    reason = text_of(browser, 'tr[data-system="api"] .reason') or ""
     assert "api-http" in reason and "HTTP 503" in reason and "87 ms" in reason, reason
     assert "status 503, expected [200]" in reason
     assert status_of(browser, "db") == "healthy"
