@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """SLO plugin benchmark: error budgets computed and read, and the handlers' throughput.
 
-Run from the repository root (SQLite in a temp dir; about 40 s, `--quick` about 15 s):
+Run from the repository root (SQLite in a temp dir; about 25 s, `--quick` about 10 s):
 
     .venv/bin/python benchmarks/slo.py [--quick] [--burst N]
 
