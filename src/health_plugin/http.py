@@ -182,17 +182,8 @@ class CheckActionOut(CheckOut):
     changed: bool
 
 
-class CheckRunOut(BaseModel):
+class CheckRunOut(RunOut):
     """The outcome of running a check now (recorded for each system it counts for)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    check_id: str
-    status: HealthStatus
-    at: datetime
-    latency_ms: float | None
-    status_code: int | None
-    error: str | None
 
 
 class ActionIn(BaseModel):
