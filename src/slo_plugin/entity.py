@@ -113,10 +113,13 @@ class SloReader:
         budgets = self.budgets_in(tx, ids)
         streaks = store.streaks_in(tx, list(budgets))
         none = store.Streak()
-        return {oid: SloState(
-            objective_id=oid, system_id=objective.system_id, target=objective.target,
-            budget_remaining_percent=budget.remaining_percent,
-            current_streak=streaks.get(oid, none).current,
-            best_streak=streaks.get(oid, none).best, availability=budget.availability,
-            burn_rate=budget.burn_rate, is_breaching=budget.is_breaching,
-            burn_alert=budget.burn_alert) for oid, (objective, budget) in budgets.items()}
+        states = {}
+        for oid, (objective, budget) in budgets.items():
+            streak = streaks.get(oid, none)
+            states[oid] = SloState(
+                objective_id=oid, system_id=objective.system_id, target=objective.target,
+                budget_remaining_percent=budget.remaining_percent,
+                current_streak=streak.current, best_streak=streak.best,
+                availability=budget.availability, burn_rate=budget.burn_rate,
+                is_breaching=budget.is_breaching, burn_alert=budget.burn_alert)
+        return states

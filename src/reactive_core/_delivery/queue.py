@@ -318,16 +318,13 @@ class WorkQueueStore:
         write of it is committing) is returned in `Settled.later`, to record in a later
         round.
         """
-        if self._b.entity_locks:
-            finishing = [*done, *(f.delivery for f in failed if f.backoff is None)]
-            held = self._b.try_locks(tx, [_entity_key(d) for d in finishing])
+        finishing = [*done, *(f.delivery for f in failed if f.backoff is None)]
+        keys = {d.id: _entity_key(d) for d in finishing}  # each key computed once
+        held = self._b.try_locks(tx, list(keys.values()))
 
-            def free(delivery: DeliveryRow) -> bool:
-                return _entity_key(delivery) in held
-        else:  # one writer at a time: whoever runs this unit holds every entity
+        def free(delivery: DeliveryRow) -> bool:
+            return keys[delivery.id] in held
 
-            def free(delivery: DeliveryRow) -> bool:
-                return True
         later_done = [d for d in done if not free(d)]
         later_failed = [f for f in failed if f.backoff is None and not free(f.delivery)]
         times = self._b.times(self._clock())

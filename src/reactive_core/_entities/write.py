@@ -285,9 +285,9 @@ class WritePath:
             self._queue.enqueue(cur, seq=seq, kind=kind.kind, entity_id=entity_id,
                                 local_groups=groups, now=now)
             b.notify_on_cursor(cur)
+        after_commit(tx, self._wake)
         change = EntityChange(
             change_id=change_id, seq=seq, kind=kind.kind, id=entity_id, prev=prev_json,
             next=next_json, delta=delta, changed_fields=changed, actor=actor,
             occurred_at=occurred_at, reason=reason)
-        after_commit(tx, self._wake)
         return Write(prev=prev, next=nxt, change=change)

@@ -66,10 +66,6 @@ class Backend(ABC):
     writes_in_one_statement: bool
     """Whether a write's rows (state, change, transitions, deliveries) are written by one
     statement of data-modifying CTEs, with named `%(name)s` parameters."""
-    entity_locks: bool
-    """Whether writers of different entities run at once, each holding its entity's lock
-    (PostgreSQL's advisory locks); without (SQLite: one writer at a time), a unit of
-    work holds every entity."""
     skip_locked: str
     """Appended to a claiming SELECT so concurrent claimers skip each other's rows."""
 
@@ -173,7 +169,6 @@ class SqliteBackend(Backend):
     skip_locked = ""
     returning_joins = False
     writes_in_one_statement = False
-    entity_locks = False
     notify_sql = "NULL"
 
     def later(self, seconds_param: str) -> str:
@@ -262,7 +257,6 @@ class PostgresBackend(Backend):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     returning_joins = True
     writes_in_one_statement = True
-    entity_locks = True
     notify_sql = f"pg_notify('{NOTIFY_CHANNEL}', '')"
 
     def later(self, seconds_param: str) -> str:
