@@ -73,10 +73,23 @@ def _normalise(value: Any) -> Any:
     return value
 
 
+_quoted = json.encoder.encode_basestring_ascii
+_STABLE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def stable_json(value: Any) -> str:
     """The comparison form of a value: sorted keys, compact, NaN and ±inf as null."""
+    kind = type(value)
+    if kind is str:  # the common scalars, as json writes them, without an encoder
+        return _quoted(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return _STABLE.encode(value)
     except ValueError:
         return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"))
 

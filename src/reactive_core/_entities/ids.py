@@ -34,6 +34,8 @@ def id_problem(value: object, max_length: int = MAX_ID_LENGTH) -> str | None:
         return f"has {len(value)} characters"
     if value != value.strip():
         return "starts or ends with whitespace"
+    if value.isprintable():  # the common case, checked in C
+        return None
     for position, char in enumerate(value):
         if char != " " and not char.isprintable():
             name = unicodedata.name(char, f"U+{ord(char):04X}")

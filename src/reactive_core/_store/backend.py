@@ -41,9 +41,42 @@ def lock_key(*parts: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_quoted = json.encoder.encode_basestring_ascii
+
+
+def _scalar(value: Any) -> str | None:
+    """The JSON text of text, an int, a bool or None (as json writes it); None otherwise."""
+    kind = type(value)
+    if kind is str:
+        return _quoted(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return None
+
+
 def dumps(value: Any) -> str:
-    """Compact JSON text, as stored in JSON columns by the driver-level statements."""
-    return json.dumps(value, separators=(",", ":"))
+    """Compact JSON text, as stored in JSON columns by the driver-level statements.
+
+    The small shapes of every write (a delta of a few scalar fields, a list of field
+    names) are written without building an encoder; anything else goes to `json`.
+    """
+    kind = type(value)
+    if kind is dict and len(value) <= 8:
+        parts = []
+        for key, item in value.items():
+            text = _scalar(item)
+            if type(key) is not str or text is None:
+                return _COMPACT.encode(value)
+            parts.append(f"{_quoted(key)}:{text}")
+        return "{" + ",".join(parts) + "}"
+    if (kind is list or kind is tuple) and all(type(item) is str for item in value):
+        return "[" + ",".join(map(_quoted, value)) + "]"
+    return _COMPACT.encode(value)
 
 
 class Backend(ABC):
