@@ -116,3 +116,32 @@ def test_unknown_kind_lists_the_known_ones() -> None:
     registry.define_entity("a", state=Counter)
     with pytest.raises(UnknownEntityKind, match=r"unknown entity kind 'zzz': expected one of the declared kinds \(a, b\)"):
         registry.kind("zzz")
+
+
+def test_work_queue_lookups_follow_subscribe_and_unsubscribe() -> None:
+    registry = Registry()
+    registry.define_entity("counter", state=Counter)
+    registry.define_entity("other", state=Counter)
+
+    async def handler(change: EntityChange) -> None:
+        return None
+
+    async def handler2(change: EntityChange) -> None:
+        return None
+
+    assert registry.work_queue_groups("counter") == ()
+    assert registry.local_routes() == []
+    drop_a = registry.on_entity_changed("counter", handler, delivery=WorkQueue("a"))
+    registry.on_entity_changed("counter", handler2, delivery=WorkQueue("b"))
+    registry.on_entity_changed("other", handler, delivery=WorkQueue("a"))
+    assert registry.work_queue_groups("counter") == ("a", "b")
+    assert registry.local_routes() == [("a", "counter"), ("a", "other"), ("b", "counter")]
+    sub = registry.work_queue_handler("b", "counter")
+    assert sub is not None and sub.handler is handler2
+    drop_a()
+    assert registry.work_queue_groups("counter") == ("b",)
+    assert registry.work_queue_handler("a", "counter") is None
+    assert registry.local_routes() == [("a", "other"), ("b", "counter")]
+    routes = registry.local_routes()
+    routes.clear()  # a caller's copy: the registry's own is untouched
+    assert registry.local_routes() == [("a", "other"), ("b", "counter")]

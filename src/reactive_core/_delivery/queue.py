@@ -222,7 +222,11 @@ class WorkQueueStore:
         path's unit of work, which holds the entity's lock.
         """
         cur.execute(self._enqueue, (seq, kind, entity_id, kind, entity_id, now, now,
-                                    self._b.list_param(local_groups), kind))
+                                    self._groups_param(tuple(local_groups)), kind))
+
+    @lru_cache(maxsize=64)  # noqa: B019 - one store per host, a group set per kind
+    def _groups_param(self, groups: tuple[str, ...]) -> Any:
+        return self._b.list_param(groups)
 
     def enqueue_cte(self) -> str:
         """`enqueue` as a CTE named `dl` of the write path's single statement (backends

@@ -69,6 +69,11 @@ class Registry:
         self._listeners: list[Callable[[], None]] = []
         self._broadcast_count = 0
         self._work_queue_count = 0
+        # Work-queue lookups of the hot paths (each write, each delivery), rebuilt
+        # whenever subscriptions change.
+        self._groups_of: dict[str, tuple[str, ...]] = {}
+        self._handler_of: dict[tuple[str, str], Subscription] = {}
+        self._routes: tuple[tuple[str, str], ...] = ()
         self._config_sections: dict[str, ConfigSection] = {}
         self._timer_topics: dict[str, TimerTopic] = {}
         self._actions: dict[str, ActionSpec] = {}
@@ -451,27 +456,17 @@ class Registry:
         """Current subscriptions, optionally only those of `kind`."""
         return [s for s in self._subscriptions if kind is None or s.kind == kind]
 
-    def work_queue_groups(self, kind: str) -> list[str]:
+    def work_queue_groups(self, kind: str) -> tuple[str, ...]:
         """The work-queue groups subscribed to `kind` (one delivery row each per change)."""
-        groups: list[str] = []
-        for sub in self._subscriptions:
-            if sub.kind == kind and isinstance(sub.delivery, WorkQueue):
-                if sub.delivery.group not in groups:
-                    groups.append(sub.delivery.group)
-        return groups
+        return self._groups_of.get(kind, ())
 
     def work_queue_handler(self, group: str, kind: str) -> Subscription | None:
         """The subscription that handles `kind` for work-queue `group` here, if any."""
-        for sub in self._subscriptions:
-            if (sub.kind == kind and isinstance(sub.delivery, WorkQueue)
-                    and sub.delivery.group == group):
-                return sub
-        return None
+        return self._handler_of.get((group, kind))
 
     def local_routes(self) -> list[tuple[str, str]]:
         """The (work-queue group, kind) pairs this instance has handlers for."""
-        return sorted({(s.delivery.group, s.kind) for s in self._subscriptions
-                       if isinstance(s.delivery, WorkQueue)})
+        return list(self._routes)
 
     @property
     def has_broadcast(self) -> bool:
@@ -490,6 +485,15 @@ class Registry:
     def _changed(self) -> None:
         self._broadcast_count = sum(isinstance(s.delivery, Broadcast) for s in self._subscriptions)
         self._work_queue_count = len(self._subscriptions) - self._broadcast_count
+        groups: dict[str, list[str]] = {}
+        self._handler_of = {}
+        for sub in self._subscriptions:
+            if isinstance(sub.delivery, WorkQueue):
+                self._handler_of.setdefault((sub.delivery.group, sub.kind), sub)
+                if sub.delivery.group not in groups.setdefault(sub.kind, []):
+                    groups[sub.kind].append(sub.delivery.group)
+        self._groups_of = {kind: tuple(names) for kind, names in groups.items()}
+        self._routes = tuple(sorted(self._handler_of))
         for listener in self._listeners:
             listener()
 
