@@ -257,3 +257,80 @@ async def test_a_host_without_workers_writes_but_handles_nothing(sqlite_url: str
     async with make_host(sqlite_url, plugin) as server:
         await server.drain()
     assert handled == ["a"]
+
+
+async def test_work_queue_handlers_that_wait_run_side_by_side_up_to_the_limit(
+    sqlite_url: str,
+) -> None:
+    running = 0
+    most = 0
+    release = anyio.Event()
+    handled: list[str] = []
+
+    async def waiting(change: EntityChange) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await release.wait()
+        finally:
+            running -= 1
+        handled.append(change.id)
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", waiting, WorkQueue("g")),
+                         dispatch_concurrency=3) as host:
+        for i in range(7):
+            await host.entity("counter").mutate(f"e{i}", increment)
+        with anyio.fail_after(10):
+            while running < 3:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.2)  # time enough for a fourth, were the limit not kept
+        assert (running, most) == (3, 3)
+        release.set()
+        await host.drain()
+    assert sorted(handled) == [f"e{i}" for i in range(7)]
+
+
+async def test_a_context_variable_a_handler_sets_is_not_seen_by_the_next(
+    sqlite_url: str,
+) -> None:
+    import contextvars
+
+    marker: contextvars.ContextVar[str | None] = contextvars.ContextVar("marker", default=None)
+    seen: list[tuple[str, str | None]] = []
+
+    async def leaky(change: EntityChange) -> None:
+        seen.append((change.id, marker.get()))
+        marker.set(f"set by {change.id}")
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", leaky, WorkQueue("g"))) as host:
+        for i in range(20):
+            await host.entity("counter").mutate(f"e{i % 4}", increment)
+        await host.drain()
+    assert len(seen) == 20
+    assert all(value is None for _, value in seen), seen
+
+
+async def test_a_handler_that_cancels_its_own_task_leaves_the_others_running(
+    sqlite_url: str,
+) -> None:
+    import asyncio
+
+    handled: list[str] = []
+
+    async def rogue(change: EntityChange) -> None:
+        if change.id == "rogue":
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()  # and returns without awaiting: the request stays pending
+        handled.append(change.id)
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", rogue, WorkQueue("g"))) as host:
+        await host.entity("counter").mutate("rogue", increment)
+        for i in range(10):
+            await host.entity("counter").mutate(f"e{i % 3}", increment)
+        await host.drain()
+        assert host.running
+        await host.entity("counter").mutate("after", increment)
+        await host.drain()
+    assert sorted(handled) == sorted(["rogue", "after", *(f"e{i % 3}" for i in range(10))])

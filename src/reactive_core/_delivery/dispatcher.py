@@ -9,13 +9,23 @@ attempt, and the row goes to another instance (at-least-once).
 A handler's failure — anything it raises, `BaseException`s included, or running past
 its timeout — is one failed attempt of that delivery: retried per its `RetryPolicy`,
 dead-lettered after the last retry. The host goes on.
+
+Handlers run on a pool of worker tasks (at most `concurrency`, started as needed) rather
+than a task each: a worker runs the claimed deliveries one after another, and wakes one
+more worker whenever it takes one while others wait, so a handler that waits never holds
+up the rest. A worker runs its next delivery only as a task of its own would: after a
+handler that failed, left a cancellation pending on the worker, or changed a context
+variable, the worker ends and a fresh one (with a fresh copy of the context) takes over.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,10 +33,11 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import sniffio
 from sqlalchemy import Connection
 
 from .._entities.changes import EntityChange
-from .._supervise import call_guarded, describe, run_supervised
+from .._supervise import call_guarded, cancelled, describe, run_supervised
 from .feed import Waker
 from .policy import RetryPolicy, WorkQueue
 from .queue import (
@@ -84,6 +95,11 @@ class Dispatcher:
         self._idle = anyio.Event()
         self._idle.set()
         self._rng = random.Random()
+        self._ready: deque[tuple[DeliveryRow, EntityChange]] = deque()
+        self._sleeping: list[anyio.Event] = []  # idle workers, each waiting on its event
+        self._workers = 0
+        self._calling = False  # a worker was woken or started and has not run yet
+        self._context = contextvars.copy_context()
         self.observers: list[Observer] = []
         """Called after each handler run here (e.g. `/metrics`' handler durations)."""
 
@@ -103,6 +119,7 @@ class Dispatcher:
 
     async def run(self, task_group: anyio.abc.TaskGroup) -> None:
         """Claim and dispatch until cancelled; handlers run in `task_group`."""
+        self._context = contextvars.copy_context()
         task_group.start_soon(run_supervised, "work-queue heartbeat", self._heartbeat)
         await run_supervised("work-queue dispatcher", lambda: self._loop(task_group))
 
@@ -118,9 +135,11 @@ class Dispatcher:
                     wait = min(wait, max(due_in, 0.0) + 0.001)
             if claimed and self._idle.is_set():
                 self._idle = anyio.Event()
-            for delivery, change in claimed:
+            for delivery, _change in claimed:
                 self._running[delivery.id] = delivery
-                task_group.start_soon(self._handle, delivery, change)
+            if claimed:
+                self._ready.extend(claimed)
+                self._call_worker(task_group)
             if claimed and len(claimed) == free:
                 await anyio.lowlevel.checkpoint()
                 continue
@@ -174,9 +193,54 @@ class Dispatcher:
                                        max_seconds=self._s.retry_max_seconds)
         return RetryPolicy(max_retries=0)
 
-    async def _handle(self, delivery: DeliveryRow, change: EntityChange) -> None:
+    def _call_worker(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Wake an idle worker (or start one) for the deliveries waiting, unless one is
+        on its way already: it calls the next in turn when it takes a delivery."""
+        if not self._ready or self._calling:
+            return
+        if self._sleeping:
+            self._calling = True
+            self._sleeping.pop().set()
+        elif self._workers < self._s.concurrency:
+            self._calling = True
+            self._workers += 1
+            # In a copy of the dispatcher's context, whichever task calls it.
+            self._context.run(task_group.start_soon, self._worker, task_group)
+
+    async def _worker(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Run waiting deliveries until one leaves this task unfit to go on."""
+        pristine = contextvars.copy_context()
         try:
-            self._failed.extend(await self._run_one(delivery, change))
+            while True:
+                self._calling = False
+                while self._ready:
+                    delivery, change = self._ready.popleft()
+                    self._call_worker(task_group)  # in case this handler waits
+                    if not await self._handle(delivery, change):
+                        await _absorb_own_cancel()
+                        return
+                    if not _unchanged(pristine):
+                        return
+                event = anyio.Event()
+                self._sleeping.append(event)
+                try:
+                    await event.wait()
+                except BaseException:  # cancelled asleep: nobody may wake it any more
+                    if event in self._sleeping:
+                        self._sleeping.remove(event)
+                    raise
+        finally:
+            self._workers -= 1
+            self._calling = False
+            self._call_worker(task_group)
+
+    async def _handle(self, delivery: DeliveryRow, change: EntityChange) -> bool:
+        """Run one delivery; False when its worker must not run another (it failed, or
+        left a cancellation pending on the task)."""
+        try:
+            failures = await self._run_one(delivery, change)
+            self._failed.extend(failures)
+            return not failures and not _cancel_pending()
         finally:
             self._running.pop(delivery.id, None)
             if not self._running:
@@ -242,3 +306,37 @@ class Dispatcher:
 
     def _extend(self, tx: Connection, ids: list[int]) -> None:
         self._queue.extend(tx, ids=ids, owner=self._owner, lease=self._s.lease_seconds)
+
+
+_MISSING = object()
+
+
+def _unchanged(pristine: contextvars.Context) -> bool:
+    """True when the running task's context variables are those of `pristine`."""
+    now = contextvars.copy_context()
+    return len(now) == len(pristine) and all(
+        now.get(var, _MISSING) is value for var, value in pristine.items())
+
+
+async def _absorb_own_cancel() -> None:
+    """Take delivery of a cancellation a handler requested on its own task and returned
+    (`asyncio.current_task().cancel()`), so that it ends the worker quietly instead of
+    reaching the task group; a cancellation of the host itself propagates."""
+    if not _cancel_pending():
+        return
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        if cancelled():
+            raise
+        logger.warning("a work-queue handler cancelled its own task and returned: the "
+                       "request was dropped")
+
+
+def _cancel_pending() -> bool:
+    """True when the running asyncio task has a cancellation requested (a handler that
+    cancelled its own task and returned): only a task of its own may carry it."""
+    if sniffio.current_async_library() != "asyncio":
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
