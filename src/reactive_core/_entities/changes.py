@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from .._clock import as_utc
@@ -142,12 +143,32 @@ def stored_time(value: Any) -> datetime:
     return as_utc(value)
 
 
+CHANGE_FIELDS = ("change_id", "seq", "kind", "entity_id", "prev", "next", "delta",
+                 "changed_fields", "actor_type", "actor_id", "reason", "occurred_at")
+"""The columns of `entity_changes` that make an `EntityChange`, in `change_from`'s order."""
+
+
+@lru_cache(maxsize=1024)
+def _stored_actor(type_: str, id_: str) -> Actor:
+    """The actor of a logged change (checked when it was written; a handful recur)."""
+    return Actor(type_, id_)
+
+
+def change_from(change_id: str, seq: Any, kind: str, entity_id: str, prev: Any, next_: Any,
+                delta: Any, changed_fields: Any, actor_type: str, actor_id: str,
+                reason: str | None, occurred_at: Any) -> EntityChange:
+    """An `EntityChange` from the values of its row (`CHANGE_FIELDS`, typed or raw)."""
+    return EntityChange(
+        change_id=change_id, seq=int(seq), kind=kind, id=entity_id, prev=_json(prev),
+        next=_json(next_), delta=_json(delta) or {},
+        changed_fields=tuple(_json(changed_fields) or ()),
+        actor=_stored_actor(actor_type, actor_id), occurred_at=stored_time(occurred_at),
+        reason=reason,
+    )
+
+
 def row_to_change(row: Any) -> EntityChange:
     """An `entity_changes` row as an `EntityChange` (typed, or raw as the driver gives it)."""
-    return EntityChange(
-        change_id=row.change_id, seq=int(row.seq), kind=row.kind, id=row.entity_id,
-        prev=_json(row.prev), next=_json(row.next), delta=_json(row.delta) or {},
-        changed_fields=tuple(_json(row.changed_fields) or ()),
-        actor=Actor(row.actor_type, row.actor_id), occurred_at=stored_time(row.occurred_at),
-        reason=row.reason,
-    )
+    return change_from(row.change_id, row.seq, row.kind, row.entity_id, row.prev, row.next,
+                       row.delta, row.changed_fields, row.actor_type, row.actor_id,
+                       row.reason, row.occurred_at)
