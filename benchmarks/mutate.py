@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import uuid_utils
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
@@ -211,7 +212,7 @@ def bare_sqlite(path: str, ids: list[str], warmup: int, seconds: float) -> tuple
         else:
             cur.execute(_SQ_UPDATE_STATE, (next_text, now, KIND, entity_id))
         cur.execute(_SQ_INSERT_CHANGE, (
-            str(uuid.uuid4()), KIND, entity_id, _dumps(prev) if prev is not None else None,
+            str(uuid_utils.uuid7()), KIND, entity_id, _dumps(prev) if prev is not None else None,
             next_text, _dumps(delta), _dumps(changed), "system", "reactive-core", None, now,
         ))
         seq = cur.lastrowid
@@ -273,7 +274,7 @@ def bare_pg(url: str, ids: list[str], warmup: int, seconds: float) -> tuple[int,
         else:
             cur.execute(_PG_UPDATE_STATE, (next_text, now, KIND, entity_id))
         cur.execute(_PG_INSERT_CHANGE, (
-            str(uuid.uuid4()), KIND, entity_id, _dumps(prev) if prev is not None else None,
+            str(uuid_utils.uuid7()), KIND, entity_id, _dumps(prev) if prev is not None else None,
             next_text, _dumps(delta), _dumps(changed), "system", "reactive-core", None, now,
         ))
         seq = cur.fetchone()[0]  # type: ignore[index]

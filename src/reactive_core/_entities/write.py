@@ -11,11 +11,11 @@ tables of `_store.schema` (JSON text; on SQLite, naive UTC timestamps).
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import uuid_utils
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
@@ -247,7 +247,9 @@ class WritePath:
                 return Write(prev=prev, next=nxt, change=None)
         occurred_at = self._clock()
         now = b.stamp(occurred_at)
-        change_id = str(uuid.uuid4())
+        # Time-ordered (UUID version 7): a batch's change ids land on the last page of
+        # their unique index instead of a random page each.
+        change_id = str(uuid_utils.uuid7())
         prev_text = None if prev_json is None else (stored_text or dumps(prev_json))
         groups = self._registry.work_queue_groups(kind.kind)
         state_op = ("none" if kind.read is not None else "delete" if next_json is None
