@@ -68,3 +68,19 @@ def test_dumps_of_the_shapes_it_shortcuts_and_those_it_does_not(value: Any) -> N
 def test_stable_json_writes_nan_and_infinity_as_null() -> None:
     assert stable_json(float("nan")) == "null"
     assert stable_json({"b": float("inf"), "a": 1}) == '{"a":1,"b":null}'
+
+
+def test_loads_reads_what_json_reads_and_refuses_what_it_refuses() -> None:
+    from reactive_core._store.backend import loads
+
+    rng = random.Random(7)
+    for _ in range(2_000):
+        value = _value(rng)
+        if isinstance(value, tuple):
+            value = list(value)
+        for text in (dumps(value), json.dumps(value), json.dumps(value, indent=1)):
+            assert loads(text) == json.loads(text), text
+    for bad in ("", " ", "{", '{"a":1} x', "[1,]", "nul", '"open'):
+        with pytest.raises(json.JSONDecodeError):
+            loads(bad)
+    assert loads(' {"a": 1} ') == {"a": 1}

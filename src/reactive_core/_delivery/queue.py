@@ -392,7 +392,7 @@ class WorkQueueStore:
         return Settled(recorded=recorded, later_done=later_done, later_failed=later_failed)
 
     def _promote_next(self, tx: Connection, keys: Sequence[Any]) -> None:
-        rows = sorted({(k.group_name, k.kind, k.entity_id) for k in keys})
+        rows = sorted({tuple(k) for k in keys})  # rows of _KEY_COLUMNS
         tx.execute(self._promote, self._b.rows_params("k", _KEY_COLUMNS, rows))
 
     def extend(self, tx: Connection, *, ids: Sequence[int], owner: str, lease: float) -> None:

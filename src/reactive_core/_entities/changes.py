@@ -12,6 +12,7 @@ from typing import Any
 
 from .._clock import as_utc
 from .._errors import InvalidIdentifier
+from .._store.backend import loads
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +130,7 @@ def diff_states(
 
 
 def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+    return loads(value) if isinstance(value, str) else value
 
 
 def stored_time(value: Any) -> datetime:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError, to_json
 
 from .._errors import InvalidEntityState
+from .._store.backend import loads
 
 if TYPE_CHECKING:
     from .._host.declarations import EntityKind
@@ -180,7 +181,7 @@ def storable_json(kind: EntityKind, entity_id: str,
 
     try:
         text = state.model_dump_json(by_alias=True)
-        data: dict[str, Any] = json.loads(text)
+        data: dict[str, Any] = loads(text)
     except (PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:
         found = _find(state, _not_json)
         if found is None:

@@ -10,7 +10,6 @@ tables of `_store.schema` (JSON text; on SQLite, naive UTC timestamps).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -21,7 +20,7 @@ from sqlalchemy import Connection
 
 from .._clock import Clock
 from .._errors import InvalidEntityState
-from .._store.backend import Backend, dumps, lock_key
+from .._store.backend import Backend, dumps, loads, lock_key
 from .._store.database import after_commit
 from .changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states, value_text
 from .ids import MAX_ID_LENGTH, MAX_NAME_LENGTH, id_problem
@@ -164,7 +163,7 @@ class WritePath:
         if row is None:
             return None, None
         state = row[0]
-        return (json.loads(state), state) if isinstance(state, str) else (state, None)
+        return (loads(state), state) if isinstance(state, str) else (state, None)
 
     def _logged_state(self, cur: Any, kind: str, entity_id: str) -> tuple[bool, Any]:
         """Whether the log holds a change of the entity, and the state it ended with."""
@@ -173,7 +172,7 @@ class WritePath:
         if row is None:
             return False, None
         state = row[0]
-        return True, json.loads(state) if isinstance(state, str) else state
+        return True, loads(state) if isinstance(state, str) else state
 
     def lock(self, tx: Connection, kind: str, entity_id: str) -> None:
         """The entity's write lock inside `tx` (held until `tx` ends)."""
