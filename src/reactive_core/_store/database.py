@@ -164,6 +164,10 @@ class Database:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
             cur.execute("PRAGMA foreign_keys=ON")
+            if immediate:
+                # The writer's savepoints (one per unit of a group commit) keep the pages
+                # they change in a statement journal: in memory, not in a temporary file.
+                cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
 
         @event.listens_for(engine, "begin")
