@@ -216,7 +216,8 @@ class EntityHandle(Generic[S]):
         reason: str | None = None,
     ) -> Write[S]:
         """`mutate` that returns what it did: `Write(prev, next, change | None)`."""
-        return await self._db.run(self._write_unit, entity_id, apply, actor, reason)
+        return await self._db.run(self._write_unit, entity_id, apply, actor, reason,
+                                  lock=self._writes.lock_of(self._kind.kind, entity_id))
 
     def _write_unit(self, tx: Connection, entity_id: str, apply: Apply, actor: Actor | None,
                     reason: str | None) -> Write[S]:
@@ -242,7 +243,8 @@ class EntityHandle(Generic[S]):
         reason: str | None = None,
     ) -> None:
         """Tombstone the entity (after running the plugin's own `apply(tx, prev)`, if any)."""
-        await self._db.run(self._remove_unit, entity_id, apply, actor, reason)
+        await self._db.run(self._remove_unit, entity_id, apply, actor, reason,
+                           lock=self._writes.lock_of(self._kind.kind, entity_id))
 
     def _remove_unit(self, tx: Connection, entity_id: str, apply: Apply | None,
                      actor: Actor | None, reason: str | None) -> None:

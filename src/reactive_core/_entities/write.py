@@ -21,9 +21,9 @@ from sqlalchemy import Connection
 from .._clock import Clock
 from .._errors import InvalidEntityState
 from .._store.backend import Backend, dumps, loads, lock_key
-from .._store.database import after_commit
+from .._store.database import after_commit, held_lock
 from .changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states, value_text
-from .ids import MAX_ID_LENGTH, MAX_NAME_LENGTH, id_problem
+from .ids import MAX_ID_LENGTH, MAX_NAME_LENGTH, id_problem, is_identifier
 from .state import state_json, storable_json, validate_state
 
 if TYPE_CHECKING:
@@ -174,6 +174,13 @@ class WritePath:
         state = row[0]
         return True, loads(state) if isinstance(state, str) else state
 
+    def lock_of(self, kind: str, entity_id: str) -> int | None:
+        """The key of the entity's write lock (None where the database has none, or for
+        an id the write will refuse)."""
+        if not is_identifier(entity_id):
+            return None
+        return self._b.entity_lock(kind, entity_id)
+
     def lock(self, tx: Connection, kind: str, entity_id: str) -> None:
         """The entity's write lock inside `tx` (held until `tx` ends)."""
         self._b.lock(tx, lock_key(kind, entity_id))
@@ -195,7 +202,8 @@ class WritePath:
         _check_write_args(kind, entity_id, actor, reason)
         b = self._b
         cur = self._cursor(tx)
-        b.lock_on_cursor(cur, kind.kind, entity_id)
+        if held_lock(tx) != b.entity_lock(kind.kind, entity_id):  # else its savepoint took it
+            b.lock_on_cursor(cur, kind.kind, entity_id)
         stored: dict[str, Any] | None = None
         stored_text: str | None = None
         if kind.read is None:

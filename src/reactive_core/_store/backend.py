@@ -166,6 +166,16 @@ class Backend(ABC):
         write path's hot loop; the key is computed only where there is a lock to take)."""
 
     @abstractmethod
+    def entity_lock(self, *parts: str) -> int | None:
+        """The key of the advisory lock `lock_on_cursor(cur, *parts)` takes, or None where
+        there is none to take (the unit of work may then take it with its savepoint:
+        `Database.run`'s `lock`)."""
+
+    @abstractmethod
+    def lock_statement(self, key: int) -> str:
+        """SQL taking the transaction-scoped advisory lock `key` (no parameters)."""
+
+    @abstractmethod
     def try_locks(self, tx: Connection, keys: Sequence[int]) -> set[int]:
         """Take the transaction-scoped locks on `keys` that are free right now, without
         waiting for the others; returns the keys now held."""
@@ -265,6 +275,12 @@ class SqliteBackend(Backend):
     def lock_on_cursor(self, cur: Any, *parts: str) -> None:
         return None
 
+    def entity_lock(self, *parts: str) -> int | None:
+        return None
+
+    def lock_statement(self, key: int) -> str:
+        raise NotImplementedError("SQLite has no advisory locks: its one writer is the lock")
+
     def try_locks(self, tx: Connection, keys: Sequence[int]) -> set[int]:
         return set(keys)
 
@@ -343,6 +359,12 @@ class PostgresBackend(Backend):
 
     def lock_on_cursor(self, cur: Any, *parts: str) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(*parts),))
+
+    def entity_lock(self, *parts: str) -> int | None:
+        return lock_key(*parts)
+
+    def lock_statement(self, key: int) -> str:
+        return f"SELECT pg_advisory_xact_lock({int(key)})"
 
     def try_locks(self, tx: Connection, keys: Sequence[int]) -> set[int]:
         if not keys:

@@ -47,6 +47,16 @@ DEFAULT_DATABASE_URL = "sqlite:///./reactive.db"
 _AFTER_COMMIT = "reactive_core.after_commit"
 _MAX_BATCH = 256
 
+_HELD_LOCK = "reactive_core.held_lock"
+
+
+def held_lock(tx: Connection) -> int | None:
+    """The advisory-lock key the unit of work `tx` was started holding, if any (see
+    `Database.run`'s `lock`)."""
+    held: int | None = tx.info.get(_HELD_LOCK)
+    return held
+
+
 def after_commit(tx: Connection, callback: Callable[[], None]) -> None:
     """Run `callback` on the event loop once the unit of work `tx` belongs to commits.
 
@@ -78,6 +88,7 @@ class _Job:
     callbacks: list[Callable[[], None]] = field(default_factory=list)
     retry: bool = False  # rolled back by a deadlock or a dropped connection: run again
     attempts: int = 0
+    lock: int | None = None  # an advisory lock to take with the unit's savepoint
 
 
 class _Lane:
@@ -179,14 +190,19 @@ class Database:
 
     # -- units of work --------------------------------------------------------------
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, lock: int | None = None) -> T:
         """Run the write unit of work `fn(tx, *args)` in one transaction, off the event loop.
+
+        `lock`: the advisory-lock key the unit takes first (the write path's entity
+        lock, `Backend.entity_lock`). In a group commit on PostgreSQL it is taken in the
+        same round trip as the unit's savepoint, and `held_lock(tx)` tells the unit so;
+        taking it again is harmless (the lock is re-entrant).
 
         A SQLite database another writer keeps locked past the busy timeout raises
         `DatabaseBusy` (nothing was written; retry later).
         """
         try:
-            return await self._run_grouped(fn, args)
+            return await self._run_grouped(fn, args, lock)
         except (OperationalError, sqlite3.OperationalError) as exc:
             if _locked(exc):
                 raise DatabaseBusy(_BUSY) from exc
@@ -286,8 +302,9 @@ class Database:
             return lanes[0]
         return min(lanes, key=lambda lane: (lane.writing, len(lane.pending)))
 
-    async def _run_grouped(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        job = _Job(fn, args)
+    async def _run_grouped(self, fn: Callable[..., T], args: tuple[Any, ...],
+                           lock: int | None = None) -> T:
+        job = _Job(fn, args, lock=lock)
         lane = self._lane()
         lane.pending.append(job)
         if lane.writing:
@@ -396,8 +413,16 @@ class Database:
                         release = False
                         for job in batch:
                             conn.info.pop(_AFTER_COMMIT, None)
-                            if release and joined:
-                                driver.execute("RELEASE reactive_unit; SAVEPOINT reactive_unit")
+                            conn.info.pop(_HELD_LOCK, None)
+                            if joined:
+                                # One round trip: the last unit's release, this one's
+                                # savepoint and the lock it takes first.
+                                start = ("RELEASE reactive_unit; " if release else ""
+                                         ) + "SAVEPOINT reactive_unit"
+                                if job.lock is not None:
+                                    start += "; " + self.backend.lock_statement(job.lock)
+                                    conn.info[_HELD_LOCK] = job.lock
+                                driver.execute(start)
                             else:
                                 if release:
                                     driver.execute("RELEASE reactive_unit")
@@ -415,6 +440,7 @@ class Database:
                                     driver.execute("ROLLBACK TO reactive_unit")
                                     driver.execute("RELEASE reactive_unit")
                                 conn.info.pop(_AFTER_COMMIT, None)
+                                conn.info.pop(_HELD_LOCK, None)
                                 failed_inside = True
                                 if _transient(exc) and job.attempts < _MAX_RETRIES:
                                     job.retry = True
@@ -422,6 +448,7 @@ class Database:
                                     job.error = exc
                                 continue
                             release = True
+                            conn.info.pop(_HELD_LOCK, None)
                             job.callbacks = _take_after_commit(conn)
                     committing = True
             except BaseException as exc:  # noqa: BLE001 - the whole batch failed to commit
