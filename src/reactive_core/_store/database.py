@@ -414,21 +414,24 @@ class Database:
                         for job in batch:
                             conn.info.pop(_AFTER_COMMIT, None)
                             conn.info.pop(_HELD_LOCK, None)
-                            if joined:
-                                # One round trip: the last unit's release, this one's
-                                # savepoint and the lock it takes first.
-                                start = ("RELEASE reactive_unit; " if release else ""
-                                         ) + "SAVEPOINT reactive_unit"
-                                if job.lock is not None:
-                                    start += "; " + self.backend.lock_statement(job.lock)
-                                    conn.info[_HELD_LOCK] = job.lock
-                                driver.execute(start)
-                            else:
-                                if release:
-                                    driver.execute("RELEASE reactive_unit")
-                                driver.execute("SAVEPOINT reactive_unit")
-                            release = False
+                            was_released, release = release, False
                             try:
+                                # Inside the unit's try: a deadlock on its lock is its
+                                # failure alone (retried), not the batch's.
+                                if joined:
+                                    # One round trip: the last unit's release, this
+                                    # one's savepoint and the lock it takes first.
+                                    start = ("RELEASE reactive_unit; " if was_released
+                                             else "") + "SAVEPOINT reactive_unit"
+                                    if job.lock is not None:
+                                        start += "; " + self.backend.lock_statement(job.lock)
+                                    driver.execute(start)
+                                    if job.lock is not None:
+                                        conn.info[_HELD_LOCK] = job.lock
+                                else:
+                                    if was_released:
+                                        driver.execute("RELEASE reactive_unit")
+                                    driver.execute("SAVEPOINT reactive_unit")
                                 job.result = job.fn(conn, *job.args)
                             except BaseException as exc:  # noqa: BLE001 - whatever a unit raises is its caller's
                                 # Whatever one unit raises (KeyboardInterrupt included)
