@@ -334,3 +334,27 @@ async def test_a_handler_that_cancels_its_own_task_leaves_the_others_running(
         await host.entity("counter").mutate("after", increment)
         await host.drain()
     assert sorted(handled) == sorted(["rogue", "after", *(f"e{i % 3}" for i in range(10))])
+
+
+async def test_a_work_queue_handler_gets_the_change_exactly_as_logged(sqlite_url: str) -> None:
+    from plugins_for_tests import Counter
+    from reactive_core import Actor
+
+    got: list[EntityChange] = []
+
+    async def record(change: EntityChange) -> None:
+        got.append(change)
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", record, WorkQueue("g"))) as host:
+        counters = host.entity("counter")
+        await counters.mutate("a", lambda tx, prev: Counter(n=1, label="é \"quoted\" \\ ✓",
+                                                             tags={"x": [1, 2.5, None]}))
+        await counters.mutate("a", increment, actor=Actor("user", "alice"),
+                              reason="line one\nline two")
+        await counters.mutate("b", increment)
+        await counters.remove("b")
+        await host.drain()
+        logged = await host.changes()
+    assert len(got) == len(logged) == 4
+    assert sorted(got, key=lambda c: c.seq) == logged
+    assert logged[0].prev is None and logged[-1].next is None

@@ -37,8 +37,8 @@ from sqlalchemy.sql.selectable import TextualSelect
 from .._clock import Clock, as_utc
 from .._entities.changes import CHANGE_FIELDS, EntityChange, change_from, stored_time
 from .._errors import DeliveryNotFound
-from .._store.backend import Backend, lock_key
-from .._store.schema import entity_changes, entity_deliveries, work_queue_routes
+from .._store.backend import Backend, loads, lock_key
+from .._store.schema import entity_deliveries, work_queue_routes
 from .policy import DeliveryStatus
 
 Route = tuple[str, str]
@@ -167,6 +167,7 @@ def _picker(columns: Sequence[str], fields: Sequence[str]) -> Callable[[Any], tu
 
 
 _KEY_COLUMNS = ("group_name", "kind", "entity_id")
+_JSON_COLUMNS = frozenset({"prev", "next", "delta", "changed_fields"})
 _CHANGE_ONLY = ("change_id", "prev", "next", "delta", "changed_fields", "actor_type",
                 "actor_id", "reason", "occurred_at")
 """The columns of a change that its delivery row does not repeat."""
@@ -223,10 +224,6 @@ class WorkQueueStore:
         self._release = text(
             f"UPDATE entity_deliveries SET available_at = {b.now}, lease_owner = NULL, "
             f"lease_expires_at = NULL WHERE {mine}")
-        change_columns = ", ".join(
-            c.name for c in entity_changes.c if c.name not in ("txid",))
-        self._changes = text(
-            f"SELECT {change_columns} FROM entity_changes WHERE {b.in_list('seq', 'seqs')}")
 
     # -- enqueue (the write path) -------------------------------------------------------
 
@@ -279,7 +276,13 @@ class WorkQueueStore:
             return text(
                 f"{lease} FROM entity_changes c WHERE c.seq = entity_deliveries.change_seq "
                 f"AND entity_deliveries.id IN {due} RETURNING {delivery}, c.seq, {change}")
-        return text(f"{lease} WHERE id IN {due} RETURNING {delivery}")
+        # SQLite's RETURNING cannot join: a correlated subquery brings each change as one
+        # JSON array, its JSON columns as JSON values, read in one go (`CHANGE_FIELDS`).
+        fields = ", ".join(f"json(c.{name})" if name in _JSON_COLUMNS else f"c.{name}"
+                           for name in CHANGE_FIELDS)
+        return text(
+            f"{lease} WHERE id IN {due} RETURNING {delivery}, (SELECT json_array({fields}) "
+            "FROM entity_changes c WHERE c.seq = entity_deliveries.change_seq)")
 
     @lru_cache(maxsize=32)  # noqa: B019
     def _next_due_statement(self, routes: tuple[Route, ...]) -> TextClause:
@@ -300,14 +303,12 @@ class WorkQueueStore:
     def _claimed_pickers(self) -> tuple[Callable[[Any], tuple[Any, ...]],
                                         Callable[[Any], tuple[Any, ...]]]:
         """Positional pickers of the claim's rows: the delivery's fields, and the change's
-        (from the same row where the claim returns both, else from a `_changes` row)."""
+        (from the same row where the claim joins the changes; else the change is the
+        row's last column, one JSON array)."""
         delivery = [c.name for c in entity_deliveries.c]
-        if self._b.returning_joins:
-            joined = [*delivery, "seq", *_CHANGE_ONLY]
-            # kind and entity_id are the delivery's (the change's are the same).
-            return _picker(joined, _DELIVERY_FIELDS), _picker(joined, CHANGE_FIELDS)
-        changes = [c.name for c in entity_changes.c if c.name != "txid"]
-        return _picker(delivery, _DELIVERY_FIELDS), _picker(changes, CHANGE_FIELDS)
+        joined = [*delivery, "seq", *_CHANGE_ONLY]
+        # kind and entity_id are the delivery's (the change's are the same).
+        return _picker(joined, _DELIVERY_FIELDS), _picker(joined, CHANGE_FIELDS)
 
     def claim(self, tx: Connection, *, routes: Sequence[Route], owner: str, lease: float,
               limit: int) -> list[tuple[DeliveryRow, EntityChange]]:
@@ -330,10 +331,7 @@ class WorkQueueStore:
         # that alters its change alters nobody else's (another group's, a retry's).
         if self._b.returning_joins:
             return [(d, change_from(*pick_change(row))) for d, row in claimed]
-        seqs = sorted({d.change_seq for d, _ in claimed})
-        stored = {int(c.seq): c for c in tx.execute(
-            self._changes, {"seqs": self._b.list_param(seqs)})}
-        return [(d, change_from(*pick_change(stored[d.change_seq]))) for d, _ in claimed]
+        return [(d, change_from(*loads(row[-1]))) for d, row in claimed]
 
     def seconds_until_due(self, tx: Connection, routes: Sequence[Route]) -> float | None:
         """Seconds until the earliest pending head of `routes` is claimable (a backoff or
