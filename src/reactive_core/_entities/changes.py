@@ -12,7 +12,7 @@ from typing import Any
 
 from .._clock import as_utc
 from .._errors import InvalidIdentifier
-from .._store.backend import loads
+from .._store.backend import loads, scalar_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,21 +75,14 @@ def _normalise(value: Any) -> Any:
     return value
 
 
-_quoted = json.encoder.encode_basestring_ascii
 _STABLE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def stable_json(value: Any) -> str:
     """The comparison form of a value: sorted keys, compact, NaN and ±inf as null."""
-    kind = type(value)
-    if kind is str:  # the common scalars, as json writes them, without an encoder
-        return _quoted(value)
-    if kind is int:
-        return int.__repr__(value)
-    if kind is bool:
-        return "true" if value else "false"
-    if value is None:
-        return "null"
+    text = scalar_json(value)  # the common scalars need no sorting and no encoder
+    if text is not None:
+        return text
     try:
         return _STABLE.encode(value)
     except ValueError:

@@ -65,8 +65,9 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"))
 _quoted = json.encoder.encode_basestring_ascii
 
 
-def _scalar(value: Any) -> str | None:
-    """The JSON text of text, an int, a bool or None (as json writes it); None otherwise."""
+def scalar_json(value: Any) -> str | None:
+    """The JSON text of text, an int, a bool or None, as json writes it (without building
+    an encoder); None for anything else."""
     kind = type(value)
     if kind is str:
         return _quoted(value)
@@ -89,7 +90,7 @@ def dumps(value: Any) -> str:
     if kind is dict and len(value) <= 8:
         parts = []
         for key, item in value.items():
-            text = _scalar(item)
+            text = scalar_json(item)
             if type(key) is not str or text is None:
                 return _COMPACT.encode(value)
             parts.append(f"{_quoted(key)}:{text}")

@@ -414,14 +414,14 @@ class Database:
                         for job in batch:
                             conn.info.pop(_AFTER_COMMIT, None)
                             conn.info.pop(_HELD_LOCK, None)
-                            was_released, release = release, False
+                            release_previous, release = release, False
                             try:
                                 # Inside the unit's try: a deadlock on its lock is its
                                 # failure alone (retried), not the batch's.
                                 if joined:
                                     # One round trip: the last unit's release, this
                                     # one's savepoint and the lock it takes first.
-                                    start = ("RELEASE reactive_unit; " if was_released
+                                    start = ("RELEASE reactive_unit; " if release_previous
                                              else "") + "SAVEPOINT reactive_unit"
                                     if job.lock is not None:
                                         start += "; " + self.backend.lock_statement(job.lock)
@@ -429,7 +429,7 @@ class Database:
                                     if job.lock is not None:
                                         conn.info[_HELD_LOCK] = job.lock
                                 else:
-                                    if was_released:
+                                    if release_previous:
                                         driver.execute("RELEASE reactive_unit")
                                     driver.execute("SAVEPOINT reactive_unit")
                                 job.result = job.fn(conn, *job.args)
