@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from plugins_for_tests import CorePlugin, SubscriberPlugin, increment
@@ -358,3 +359,38 @@ async def test_a_work_queue_handler_gets_the_change_exactly_as_logged(sqlite_url
     assert len(got) == len(logged) == 4
     assert sorted(got, key=lambda c: c.seq) == logged
     assert logged[0].prev is None and logged[-1].next is None
+
+
+async def test_handlers_that_never_wait_still_let_the_event_loop_run_other_tasks(
+    sqlite_url: str,
+) -> None:
+    handled = 0
+    gaps: list[int] = []
+
+    async def quick(change: EntityChange) -> None:
+        nonlocal handled
+        handled += 1
+
+    async with make_host(sqlite_url, SubscriberPlugin("counter", quick, WorkQueue("g"))) as host:
+        counters = host.entity("counter")
+
+        def many(tx: object) -> None:  # one commit: one claim round takes them all
+            for i in range(200):
+                counters.mutate_in(tx, f"e{i}", increment)  # type: ignore[arg-type]
+
+        async def ticker() -> None:
+            last = handled
+            while handled < 200:
+                await anyio.lowlevel.checkpoint()
+                gaps.append(handled - last)
+                last = handled
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            await host.run(many)
+        await host.drain()
+    assert handled == 200
+    # Between two turns of another task, the workers ran a few slices of 32 handlers
+    # each (every worker yields after 32; the other tasks take turns in between), never
+    # the whole round of 200 at once.
+    assert max(gaps) <= 4 * 32, gaps

@@ -57,6 +57,8 @@ logger = logging.getLogger("reactive_core.delivery")
 
 _RETRY_LOCKED = 0.005
 """Seconds before recording again the outcomes whose entity a write held locked."""
+_RUN_BEFORE_YIELD = 32
+"""Deliveries a worker runs back to back before it lets the event loop run other tasks."""
 _FLUSH_ROUNDS = 200
 """How often shutdown tries to record outcomes before leaving them to lease expiry."""
 
@@ -213,6 +215,7 @@ class Dispatcher:
         try:
             while True:
                 self._calling = False
+                ran = 0
                 while self._ready:
                     delivery, change = self._ready.popleft()
                     self._call_worker(task_group)  # in case this handler waits
@@ -221,6 +224,11 @@ class Dispatcher:
                         return
                     if not _unchanged(pristine):
                         return
+                    ran += 1
+                    if ran % _RUN_BEFORE_YIELD == 0:
+                        # Handlers that never wait would otherwise hold the event loop
+                        # for a whole claim round.
+                        await anyio.lowlevel.checkpoint()
                 event = anyio.Event()
                 self._sleeping.append(event)
                 try:
