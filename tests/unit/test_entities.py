@@ -329,3 +329,18 @@ def test_stored_timestamps_read_back_as_aware_utc(text: str, expected: datetime)
     assert parsed == expected and parsed.utcoffset() == timedelta(0)
     aware = datetime(2024, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))
     assert stored_time(aware) == datetime(2024, 1, 1, tzinfo=UTC)
+
+
+async def test_change_ids_are_time_ordered_uuids(sqlite_url: str) -> None:
+    import uuid
+
+    async with make_host(sqlite_url) as host:
+        for i in range(20):
+            await host.entity("counter").mutate(f"c{i % 3}", increment)
+        ids = [c.change_id for c in await host.changes()]
+    parsed = [uuid.UUID(change_id) for change_id in ids]
+    assert all(u.version == 7 and str(u) == change_id for u, change_id in zip(parsed, ids))
+    assert len(set(ids)) == 20
+    # Version 7 starts with the time in milliseconds: later changes never sort before.
+    stamps = [u.int >> 80 for u in parsed]
+    assert stamps == sorted(stamps)
