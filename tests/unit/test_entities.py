@@ -339,7 +339,7 @@ async def test_change_ids_are_time_ordered_uuids(sqlite_url: str) -> None:
             await host.entity("counter").mutate(f"c{i % 3}", increment)
         ids = [c.change_id for c in await host.changes()]
     parsed = [uuid.UUID(change_id) for change_id in ids]
-    assert all(u.version == 7 and str(u) == change_id for u, change_id in zip(parsed, ids))
+    assert all(u.version == 7 and str(u) == change_id for u, change_id in zip(parsed, ids, strict=True))
     assert len(set(ids)) == 20
     # Version 7 starts with the time in milliseconds: later changes never sort before.
     stamps = [u.int >> 80 for u in parsed]
