@@ -116,7 +116,8 @@ async def test_a_claim_reads_the_due_heads_not_the_backlog_behind_them(pg_url: s
     async with make_host(pg_url, (lambda c: anyio.lowlevel.checkpoint(), WorkQueue("g")),
                          workers=False) as host:
         # 5 entities with 900 pending deliveries each; every head is leased by an
-        # instance still running it, so nothing is claimable now.
+        # instance still running it (a lease leaves `available_at` alone: a claim is a
+        # HOT update), so nothing is claimable now.
         await host.run(lambda tx: tx.execute(text("""
             INSERT INTO entity_deliveries (change_seq, group_name, kind, entity_id, status,
                 ready, attempts, available_at, created_at)
@@ -124,7 +125,7 @@ async def test_a_claim_reads_the_due_heads_not_the_backlog_behind_them(pg_url: s
             FROM generate_series(1, 4500) AS n""")))
         await host.run(lambda tx: tx.execute(text(
             "UPDATE entity_deliveries SET lease_owner = 'busy', attempts = 1, "
-            "available_at = now() + interval '1 hour' WHERE ready")))
+            "lease_expires_at = now() + interval '1 hour' WHERE ready")))
         statement = host._queue._claim_statement((("g", KIND),))
         compiled = statement.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
 
@@ -138,6 +139,75 @@ async def test_a_claim_reads_the_due_heads_not_the_backlog_behind_them(pg_url: s
 
         plan = await host.run(explain)
     assert _rows_examined(plan) < 50, plan
+
+
+async def test_claims_extensions_and_releases_add_no_index_entries(pg_url: str) -> None:
+    """A lease lives in columns no index holds: PostgreSQL makes each a HOT update, and
+    a claim passes over leased heads until their lease runs out."""
+    async with make_host(pg_url, (lambda c: anyio.lowlevel.checkpoint(), WorkQueue("g")),
+                         workers=False) as host:
+        for n in range(6):
+            await host.entity(KIND).mutate(f"e{n}", bump)
+        queue, routes = host._queue, [("g", KIND)]
+
+        def updates(tx: Any) -> tuple[int, int]:
+            row = tx.execute(text(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'entity_deliveries'")).one()
+            return int(row[0]), int(row[1])
+
+        def lease_round(tx: Any) -> dict[str, Any]:
+            first = queue.claim(tx, routes=routes, owner="a", lease=30.0, limit=4)
+            after_claim = updates(tx)
+            queue.extend(tx, ids=[d.id for d, _ in first], owner="a", lease=60.0)
+            after_extend = updates(tx)
+            # The 4 leased heads are passed over; the other 2 are claimed.
+            second = queue.claim(tx, routes=routes, owner="b", lease=30.0, limit=10)
+            nothing = queue.claim(tx, routes=routes, owner="b", lease=30.0, limit=10)
+            due_in = queue.seconds_until_due(tx, routes)
+            released = queue.release(tx, "a")
+            again = queue.claim(tx, routes=routes, owner="c", lease=30.0, limit=10)
+            return {"first": first, "after_claim": after_claim, "after_extend": after_extend,
+                    "second": second, "nothing": nothing, "due_in": due_in,
+                    "released": released, "again": again, "end": updates(tx)}
+
+        got = await host.run(lease_round)
+        rows = {r.id: r for r in await host.deliveries()}
+    assert len(got["first"]) == 4 and got["after_claim"] == (4, 4)
+    assert got["after_extend"] == (8, 8)
+    assert len(got["second"]) == 2 and not got["nothing"]
+    # Every head is leased: the next one comes due when the first lease ends (30 s).
+    assert 25 < got["due_in"] <= 30.5, got["due_in"]
+    assert got["released"] == 4
+    assert sorted(d.id for d, _ in got["again"]) == sorted(d.id for d, _ in got["first"])
+    assert got["end"] == (18, 18)  # 4 + 4 + 2 + 4 + 4 updates, every one HOT
+    for delivery, _change in got["again"]:
+        row = rows[delivery.id]
+        assert (row.lease_owner, row.attempts) == ("c", 2)
+        assert row.available_at is not None and row.available_at <= row.created_at + timedelta(
+            seconds=1)
+
+
+async def test_a_claim_takes_over_a_head_whose_lease_ran_out(pg_url: str) -> None:
+    async with make_host(pg_url, (lambda c: anyio.lowlevel.checkpoint(), WorkQueue("g")),
+                         workers=False) as host:
+        await host.entity(KIND).mutate("e0", bump)
+        queue, routes = host._queue, [("g", KIND)]
+        first = await host.run(lambda tx: queue.claim(tx, routes=routes, owner="a",
+                                                      lease=0.2, limit=1))
+        assert await host.run(lambda tx: queue.claim(tx, routes=routes, owner="b",
+                                                     lease=30.0, limit=1)) == []
+        due_in = await host.run(lambda tx: queue.seconds_until_due(tx, routes))
+        assert due_in is not None and due_in <= 0.2
+        await anyio.sleep(0.3)
+        taken = await host.run(lambda tx: queue.claim(tx, routes=routes, owner="b",
+                                                      lease=30.0, limit=1))
+        # The first instance's outcome no longer counts: it lost its lease.
+        settled = await host.run(lambda tx: queue.settle(tx, owner="a",
+                                                         done=[first[0][0]], failed=[]))
+        rows = await host.deliveries()
+    assert [d.id for d, _ in taken] == [first[0][0].id] and settled.recorded == 0
+    assert [(r.status, r.lease_owner, r.attempts) for r in rows] == [("pending", "b", 2)]
 
 
 async def test_the_host_goes_on_when_its_database_connections_are_killed(pg_url: str) -> None:

@@ -166,6 +166,8 @@ def _picker(columns: Sequence[str], fields: Sequence[str]) -> Callable[[Any], tu
     return itemgetter(*(columns.index(name) for name in fields))
 
 
+_UNLEASED = "(lease_expires_at IS NULL OR lease_expires_at <= {now})"
+"""A row no instance holds: never leased, released, or its lease ran out."""
 _KEY_COLUMNS = ("group_name", "kind", "entity_id")
 _JSON_COLUMNS = frozenset({"prev", "next", "delta", "changed_fields"})
 _CHANGE_ONLY = ("change_id", "prev", "next", "delta", "changed_fields", "actor_type",
@@ -219,11 +221,11 @@ class WorkQueueStore:
             "AND p.kind = k.kind AND p.entity_id = k.entity_id AND p.status = 'pending') "
             f"FROM {b.rows_table('k', _KEY_COLUMNS)})")
         self._extend = text(
-            f"UPDATE entity_deliveries SET available_at = {b.later('lease')}, "
-            f"lease_expires_at = {b.later('lease')} WHERE {b.in_list('id', 'ids')} AND {mine}")
+            f"UPDATE entity_deliveries SET lease_expires_at = {b.later('lease')} "
+            f"WHERE {b.in_list('id', 'ids')} AND {mine}")
         self._release = text(
-            f"UPDATE entity_deliveries SET available_at = {b.now}, lease_owner = NULL, "
-            f"lease_expires_at = NULL WHERE {mine}")
+            f"UPDATE entity_deliveries SET lease_owner = NULL, lease_expires_at = NULL "
+            f"WHERE {mine}")
 
     # -- enqueue (the write path) -------------------------------------------------------
 
@@ -260,13 +262,14 @@ class WorkQueueStore:
         heads = [
             f"SELECT id, available_at FROM (SELECT id, available_at FROM entity_deliveries "
             f"WHERE group_name = :g{i} AND kind = :k{i} AND status = '{_PENDING}' AND ready "
-            f"AND available_at <= {b.now} ORDER BY available_at, id LIMIT :limit"
+            f"AND available_at <= {b.now} AND {_UNLEASED.format(now=b.now)} "
+            "ORDER BY available_at, id LIMIT :limit"
             f"{b.skip_locked}) AS r{i}"
             for i in range(len(routes))]
         due = (f"(SELECT id FROM ({' UNION ALL '.join(heads)}) AS due "
                f"ORDER BY available_at, id LIMIT :limit)")
         lease = (f"UPDATE entity_deliveries SET lease_owner = :owner, attempts = attempts + 1, "
-                 f"available_at = {b.later('lease')}, lease_expires_at = {b.later('lease')}")
+                 f"lease_expires_at = {b.later('lease')}")
         # Untyped on purpose: rows are parsed by delivery_row / row_to_change, faster than
         # SQLAlchemy's result processors on this hot path.
         delivery = ", ".join(f"entity_deliveries.{c.name}" for c in entity_deliveries.c)
@@ -286,9 +289,18 @@ class WorkQueueStore:
 
     @lru_cache(maxsize=32)  # noqa: B019
     def _next_due_statement(self, routes: tuple[Route, ...]) -> TextClause:
+        # Asked when a claim found nothing due: every head due by now is leased (or being
+        # claimed by another instance), and it comes due when its lease ends; a head not
+        # due yet comes due at its `available_at`. The leased heads are the ones in
+        # flight, few whatever the backlog; the first head not due is one index entry.
+        now = self._b.now
         firsts = " UNION ALL ".join(
-            f"SELECT min(available_at) AS at FROM entity_deliveries WHERE group_name = :g{i} "
-            f"AND kind = :k{i} AND status = '{_PENDING}' AND ready" for i in range(len(routes)))
+            f"SELECT min(lease_expires_at) AS at FROM entity_deliveries WHERE "
+            f"group_name = :g{i} AND kind = :k{i} AND status = '{_PENDING}' AND ready "
+            f"AND available_at <= {now} UNION ALL "
+            f"SELECT min(available_at) FROM entity_deliveries WHERE group_name = :g{i} "
+            f"AND kind = :k{i} AND status = '{_PENDING}' AND ready AND available_at > {now}"
+            for i in range(len(routes)))
         return text(f"SELECT {self._b.seconds_until('min(at)')} FROM ({firsts}) AS firsts")
 
     @staticmethod
