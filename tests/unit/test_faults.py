@@ -139,6 +139,42 @@ async def test_one_unit_raising_keyboard_interrupt_fails_alone_in_its_group_comm
     assert sorted(stored) == [f"e{n}" for n in range(8) if n != 3]
 
 
+async def test_a_caller_leading_the_writer_returns_while_others_keep_writing(
+    sqlite_url: str,
+) -> None:
+    """The caller that leads the group commit hands the writer over once its own unit is
+    committed, instead of committing everybody's units for as long as they come."""
+    async with make_host(sqlite_url) as host:
+        counters = host.entity("counter")
+        gate = threading.Event()
+        streamed = 0
+        stop = anyio.Event()
+        seen_by_leader: list[int] = []
+
+        async def stream() -> None:
+            nonlocal streamed
+            while not stop.is_set() and streamed < 300:
+                await counters.mutate("s", increment)
+                streamed += 1
+
+        async def lead() -> None:
+            # The writer is idle: this caller leads, and holds its batch until the
+            # stream's first write is queued behind it.
+            await host.run(lambda tx: gate.wait(5))
+            seen_by_leader.append(streamed)
+            stop.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lead)
+            await anyio.sleep(0.05)
+            tg.start_soon(stream)
+            await anyio.sleep(0.05)
+            gate.set()
+        stored = await counters.get("s")
+    assert seen_by_leader[0] <= 2, seen_by_leader  # 300 when the leader kept the writer
+    assert stored is not None and stored.n == streamed
+
+
 async def test_the_feed_and_the_dispatcher_survive_transient_database_errors(
     sqlite_url: str, caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -89,13 +89,19 @@ class _Job:
     retry: bool = False  # rolled back by a deadlock or a dropped connection: run again
     attempts: int = 0
     lock: int | None = None  # an advisory lock to take with the unit's savepoint
+    finished: bool = False  # committed or failed for good; its caller may go on
+    lead: bool = False  # its waiting caller is handed the lane (see _Lane)
+    gone: bool = False  # its caller stopped waiting (cancelled): never handed the lane
 
 
 class _Lane:
     """One writer: its connection, the units waiting for it, and the thread running them.
 
     Whichever caller finds the lane idle leads it: it commits batches — everything
-    queued meanwhile, up to `_MAX_BATCH` — until the queue is empty.
+    queued meanwhile, up to `_MAX_BATCH` — until its own unit is finished, then hands
+    the lane to the caller of the oldest unit still queued, or leaves it idle when
+    nothing is. So a leader returns after the batches its unit needed, however steadily
+    other callers keep queueing.
     """
 
     def __init__(self, index: int) -> None:
@@ -106,6 +112,16 @@ class _Lane:
         self.conn: Connection | None = None
         self.thread: threading.Thread | None = None
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+
+def _hand_over(lane: _Lane) -> bool:
+    """Make the caller of the oldest queued unit the lane's leader, if one still waits."""
+    for job in lane.pending:
+        if job.done is not None and not job.gone:
+            job.lead = True
+            job.done.set()
+            return True
+    return False
 
 
 class Database:
@@ -309,37 +325,59 @@ class Database:
         lane.pending.append(job)
         if lane.writing:
             job.done = anyio.Event()
-            await job.done.wait()
-        else:
-            # This caller leads: it commits batches until the queue is empty. Shielded,
-            # so a cancelled leader never strands the callers queued behind it.
-            lane.writing = True
             try:
-                with anyio.CancelScope(shield=True):
-                    while True:
-                        if not lane.pending:
-                            # Let the callers just answered queue their next units: they
-                            # join the next batch instead of one of them leading a batch
-                            # of one while the rest wait (a convoy of alternating
-                            # batches of 1 and N-1).
-                            await anyio.lowlevel.checkpoint()
-                            if not lane.pending:
-                                break
-                        batch = lane.pending[:_MAX_BATCH]
-                        del lane.pending[:_MAX_BATCH]
-                        await self._commit_batch(lane, batch)
-                        for done_job in batch:
-                            if done_job.retry:
-                                lane.pending.append(done_job)  # in the next batch
-                                continue
-                            _run_callbacks(done_job.callbacks)
-                            if done_job.done is not None:
-                                done_job.done.set()
-            finally:
-                lane.writing = False
+                await job.done.wait()
+            except BaseException:
+                # Cancelled while waiting: the unit still runs in a batch. If the lane was
+                # handed over at the same moment, lead it first, or nobody would.
+                if job.lead:
+                    await self._lead(lane, job)
+                job.gone = True
+                raise
+            if job.lead:
+                await self._lead(lane, job)
+        else:
+            lane.writing = True
+            await self._lead(lane, job)
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[no-any-return]
+
+    async def _lead(self, lane: _Lane, own: _Job) -> None:
+        """Commit the lane's batches until `own` is finished, then hand the lane over.
+
+        Shielded, so a cancelled leader never strands the callers queued behind it.
+        """
+        handed = False
+        try:
+            with anyio.CancelScope(shield=True):
+                while True:
+                    if not lane.pending:
+                        # Let the callers just answered queue their next units: they join
+                        # the next batch instead of one of them leading a batch of one
+                        # while the rest wait (a convoy of alternating batches of 1 and
+                        # N-1).
+                        await anyio.lowlevel.checkpoint()
+                        if not lane.pending:
+                            return
+                    if own.finished:
+                        handed = _hand_over(lane)
+                        if handed:
+                            return
+                    batch = lane.pending[:_MAX_BATCH]
+                    del lane.pending[:_MAX_BATCH]
+                    await self._commit_batch(lane, batch)
+                    for done_job in batch:
+                        if done_job.retry:
+                            lane.pending.append(done_job)  # in the next batch
+                            continue
+                        done_job.finished = True
+                        _run_callbacks(done_job.callbacks)
+                        if done_job.done is not None:
+                            done_job.done.set()
+        finally:
+            if not handed:
+                lane.writing = False
 
     async def _commit_batch(self, lane: _Lane, batch: list[_Job]) -> None:
         """Run one batch on the lane's writer thread and wait for it."""
