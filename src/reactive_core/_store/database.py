@@ -114,10 +114,11 @@ class _Lane:
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
 
-def _hand_over(lane: _Lane) -> bool:
-    """Make the caller of the oldest queued unit the lane's leader, if one still waits."""
+def _hand_over(lane: _Lane, leaving: _Job) -> bool:
+    """Make the caller of the oldest queued unit the lane's leader, if one still waits
+    (other than the `leaving` leader's)."""
     for job in lane.pending:
-        if job.done is not None and not job.gone:
+        if job.done is not None and not job.gone and job is not leaving:
             job.lead = True
             job.done.set()
             return True
@@ -346,9 +347,14 @@ class Database:
     async def _lead(self, lane: _Lane, own: _Job) -> None:
         """Commit the lane's batches until `own` is finished, then hand the lane over.
 
-        Shielded, so a cancelled leader never strands the callers queued behind it.
+        Shielded, so a cancelled leader never strands the callers queued behind it. A
+        cancellation that gets through the shield anyway (asyncio's `Task.cancel()`, as
+        `asyncio.wait_for` uses it) waits for the batch running on the writer, which is
+        answered; the leader then hands over (or leads until no waiting caller is left)
+        and raises it.
         """
         handed = False
+        cancelled: BaseException | None = None
         try:
             with anyio.CancelScope(shield=True):
                 while True:
@@ -357,16 +363,23 @@ class Database:
                         # the next batch instead of one of them leading a batch of one
                         # while the rest wait (a convoy of alternating batches of 1 and
                         # N-1).
-                        await anyio.lowlevel.checkpoint()
+                        if cancelled is None:
+                            await anyio.lowlevel.checkpoint()
                         if not lane.pending:
-                            return
-                    if own.finished:
-                        handed = _hand_over(lane)
+                            break
+                    if own.finished or cancelled is not None:
+                        handed = _hand_over(lane, own)
                         if handed:
-                            return
+                            break
                     batch = lane.pending[:_MAX_BATCH]
                     del lane.pending[:_MAX_BATCH]
-                    await self._commit_batch(lane, batch)
+                    try:
+                        cancelled = await self._commit_batch(lane, batch) or cancelled
+                    except BaseException as exc:  # noqa: BLE001 - the batch's, answered below
+                        # The batch did not run (its writer could not): every unit fails.
+                        for job in batch:
+                            if job.error is None and not job.retry:
+                                job.error = exc
                     for done_job in batch:
                         if done_job.retry:
                             lane.pending.append(done_job)  # in the next batch
@@ -376,25 +389,39 @@ class Database:
                         if done_job.done is not None:
                             done_job.done.set()
         finally:
+            own.gone = True  # its caller is leaving: never hand it the lane
             if not handed:
                 lane.writing = False
+        if cancelled is not None:
+            raise cancelled
 
-    async def _commit_batch(self, lane: _Lane, batch: list[_Job]) -> None:
-        """Run one batch on the lane's writer thread and wait for it."""
+    async def _commit_batch(self, lane: _Lane, batch: list[_Job]) -> BaseException | None:
+        """Run one batch on the lane's writer thread and wait for it; returns a
+        cancellation of the task that arrived meanwhile (to raise once the lane is
+        answered and handed over)."""
         if sniffio.current_async_library() != "asyncio":
             await anyio.to_thread.run_sync(self._run_batch, lane, batch)
-            return
+            return None
         # On asyncio a dedicated writer thread answering through the loop costs a
         # fraction of a general worker-thread hop.
         loop = asyncio.get_running_loop()
         finished = loop.create_future()
-        if lane.thread is None:
+        if lane.thread is None or not lane.thread.is_alive():
             lane.thread = threading.Thread(
                 target=self._writer_loop, args=(lane,), name=f"reactive-writer-{lane.index}",
                 daemon=True)
             lane.thread.start()
         lane.queue.put((batch, loop, finished))
-        await finished
+        cancelled: BaseException | None = None
+        while not finished.done():
+            try:
+                await asyncio.shield(finished)
+            except asyncio.CancelledError as exc:
+                if finished.done():
+                    break
+                cancelled = exc  # the batch is running: answer it first
+        finished.result()  # the batch's own failure, if its writer raised
+        return cancelled
 
     def _writer_loop(self, lane: _Lane) -> None:
         while True:
@@ -404,7 +431,9 @@ class Database:
             batch, loop, finished = item
             try:
                 self._run_batch(lane, batch)
-            finally:
+            except BaseException as exc:  # noqa: BLE001 - the waiting leader's to answer
+                loop.call_soon_threadsafe(_fail, finished, exc)
+            else:
                 loop.call_soon_threadsafe(_resolve, finished)
 
     def _writer(self, lane: _Lane) -> Connection:
@@ -422,13 +451,13 @@ class Database:
         `_MAX_RETRIES` times); whatever else a unit raises is its caller's.
         """
         with lane.lock:
-            conn = self._writer(lane)
             committing = False
             failed_inside = False  # a unit rolled back to its savepoint
             for job in batch:
                 job.retry = False
                 job.attempts += 1
             try:
+                conn = self._writer(lane)  # a failed (re)connect is the batch's failure
                 with conn.begin():
                     if len(batch) == 1:
                         job = batch[0]
@@ -596,9 +625,14 @@ def _resolve(finished: asyncio.Future[None]) -> None:
         finished.set_result(None)
 
 
+def _fail(finished: asyncio.Future[None], exc: BaseException) -> None:
+    if not finished.done():
+        finished.set_exception(exc)
+
+
 def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
     for callback in callbacks:
         try:
             callback()
-        except Exception:  # a wake-up must never fail a committed write
+        except BaseException:  # a wake-up must never fail a committed write
             logger.exception("after-commit callback %r failed", callback)

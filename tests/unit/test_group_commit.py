@@ -1,0 +1,168 @@
+"""Faults of the group commit itself (SQLite's one writer): a writer that cannot
+reconnect, a leader cancelled by asyncio past anyio's shield, a leader whose batch
+failed. Every caller gets its unit's outcome, and the writer goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from typing import Any
+
+import anyio
+import pytest
+from sqlalchemy import Connection, event
+from sqlalchemy.exc import OperationalError
+
+from reactive_core._store.database import Database
+
+pytestmark = pytest.mark.anyio
+
+BOTH = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+
+
+class SerializationFailure(Exception):
+    """What a driver raises for SQLSTATE 40001: the unit is run again."""
+
+    sqlstate = "40001"
+
+
+def failing_connects(db: Database) -> list[int]:
+    """`[n]`: the writer's next n connection attempts fail (the server restarting)."""
+    fail = [0]
+
+    @event.listens_for(db.engine, "do_connect")
+    def connect(*_args: Any) -> None:
+        if fail[0]:
+            fail[0] -= 1
+            raise sqlite3.OperationalError("could not connect: the server is restarting")
+
+    return fail
+
+
+def count(tx: Connection) -> int:
+    return int(tx.exec_driver_sql("SELECT count(*) FROM t").scalar_one())
+
+
+def insert(value: int) -> Any:
+    def unit(tx: Connection) -> int:
+        tx.exec_driver_sql(f"INSERT INTO t VALUES ({value})")
+        return value
+    return unit
+
+
+@BOTH
+async def test_a_writer_that_cannot_reconnect_fails_its_batch_then_recovers(
+    sqlite_url: str,
+) -> None:
+    db = Database(sqlite_url)
+    try:
+        await db.run(lambda tx: tx.exec_driver_sql("CREATE TABLE t (x)"))
+        fail = failing_connects(db)
+        lane = db._lanes[0]
+        assert lane.conn is not None
+        lane.conn.close()  # the server dropped the idle writer connection
+        fail[0] = 1
+        with pytest.raises(OperationalError, match="restarting"):
+            await db.run(insert(1))  # not None, as if it had committed
+        assert await db.run(insert(2)) == 2  # the writer reconnects
+        assert await db.read(count) == 1
+        assert not lane.writing and not lane.pending
+    finally:
+        await db.close()
+
+
+async def test_a_leader_cancelled_by_asyncio_answers_its_batch_and_hands_over(
+    sqlite_url: str,
+) -> None:
+    """`asyncio.wait_for` cancels its task past anyio's shield: the leader waits for the
+    batch on the writer, answers every unit of it, hands the lane over, then raises."""
+    db = Database(sqlite_url)
+    try:
+        await db.run(lambda tx: tx.exec_driver_sql("CREATE TABLE t (x)"))
+        first, second = threading.Event(), threading.Event()
+        outcomes: dict[str, Any] = {}
+
+        async def call(name: str, fn: Any, timeout: float | None = None) -> None:
+            try:
+                outcomes[name] = await asyncio.wait_for(db.run(fn), timeout)
+            except BaseException as exc:  # noqa: BLE001 - the outcome is what is checked
+                outcomes[name] = type(exc).__name__
+
+        def held(gate: threading.Event, value: int) -> Any:
+            def unit(tx: Connection) -> int:
+                gate.wait(5)
+                return insert(value)(tx)
+            return unit
+
+        tasks = [asyncio.create_task(call("a", held(first, 1)))]
+        await asyncio.sleep(0.05)
+        # b is handed the lane when a's batch ends; its own batch [b, c] then waits on
+        # `second` while b's wait_for runs out.
+        tasks.append(asyncio.create_task(call("b", held(second, 2), timeout=0.3)))
+        await asyncio.sleep(0.05)
+        tasks.append(asyncio.create_task(call("c", insert(3))))
+        await asyncio.sleep(0.05)
+        first.set()
+        await asyncio.sleep(0.5)
+        second.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        assert outcomes == {"a": 1, "b": "TimeoutError", "c": 3}
+        assert await db.run(insert(4)) == 4
+        assert await db.read(count) == 4  # b's unit committed: it was already running
+        lane = db._lanes[0]
+        assert not lane.writing and not lane.pending
+    finally:
+        await db.close()
+
+
+@BOTH
+async def test_a_leader_whose_batch_failed_is_never_handed_the_lane_again(
+    sqlite_url: str,
+) -> None:
+    """A caller handed the lane whose own unit is retried, then whose next batch cannot
+    run, leaves with an error: the lane must not be handed to it later."""
+    db = Database(sqlite_url)
+    try:
+        await db.run(lambda tx: tx.exec_driver_sql("CREATE TABLE t (x)"))
+        fail = failing_connects(db)
+        lane = db._lanes[0]
+        gate = threading.Event()
+        runs = [0]
+        outcomes: dict[str, Any] = {}
+
+        def retried_once(tx: Connection) -> int:
+            runs[0] += 1
+            if runs[0] == 1:
+                raise SerializationFailure("could not serialize access")
+            return insert(2)(tx)
+
+        async def call(name: str, fn: Any) -> None:
+            try:
+                outcomes[name] = await db.run(fn)
+            except Exception as exc:  # noqa: BLE001 - the outcome is what is checked
+                outcomes[name] = type(exc).__name__
+            if name == "a":  # the server drops the writer's connection and restarts
+                assert lane.conn is not None
+                lane.conn.close()
+                fail[0] = 1
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "a", lambda tx: gate.wait(5))
+            await anyio.sleep(0.05)
+            with anyio.CancelScope() as gone:  # callers that give up waiting
+                async with anyio.create_task_group() as waiting:
+                    for _ in range(20):
+                        waiting.start_soon(db.run, lambda tx: None)
+                    await anyio.sleep(0.05)
+                    gone.cancel()
+            tg.start_soon(call, "b", retried_once)  # the oldest caller still waiting
+            await anyio.sleep(0.05)
+            gate.set()
+        for name, value in (("c", 3), ("d", 4)):
+            with anyio.fail_after(5):
+                await call(name, insert(value))
+        assert outcomes["c"] == 3 and outcomes["d"] == 4, outcomes
+        assert not lane.writing and not lane.pending
+    finally:
+        await db.close()
