@@ -166,3 +166,45 @@ async def test_a_leader_whose_batch_failed_is_never_handed_the_lane_again(
         assert not lane.writing and not lane.pending
     finally:
         await db.close()
+
+
+@BOTH
+async def test_a_failing_clean_up_after_a_batch_leaves_its_outcomes_alone(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After a unit failed in a batch, the writer connection is replaced; if that fails
+    too, it is logged: the units that committed still report success."""
+    db = Database(sqlite_url)
+    try:
+        await db.run(lambda tx: tx.exec_driver_sql("CREATE TABLE t (x)"))
+
+        def broken(_conn: Connection) -> None:
+            raise RuntimeError("cannot drop the connection")
+
+        monkeypatch.setattr(db, "_discard_after_failure", broken)
+        gate = threading.Event()
+        outcomes: dict[str, Any] = {}
+
+        def failing(tx: Connection) -> None:
+            raise ValueError("the unit fails")
+
+        async def call(name: str, fn: Any) -> None:
+            try:
+                outcomes[name] = await db.run(fn)
+            except Exception as exc:  # noqa: BLE001 - the outcome is what is checked
+                outcomes[name] = type(exc).__name__
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "held", lambda tx: gate.wait(5))
+            await anyio.sleep(0.05)
+            tg.start_soon(call, "fails", failing)  # one batch: [fails, commits]
+            tg.start_soon(call, "commits", insert(1))
+            await anyio.sleep(0.05)
+            gate.set()
+        assert outcomes == {"held": True, "fails": "ValueError", "commits": 1}
+        assert "cannot drop the connection" in caplog.text
+        monkeypatch.undo()
+        assert await db.run(insert(2)) == 2
+        assert await db.read(count) == 2
+    finally:
+        await db.close()

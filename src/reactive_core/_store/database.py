@@ -18,6 +18,7 @@ neither wait behind nor hold up an unrelated unit of a batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -373,13 +374,7 @@ class Database:
                             break
                     batch = lane.pending[:_MAX_BATCH]
                     del lane.pending[:_MAX_BATCH]
-                    try:
-                        cancelled = await self._commit_batch(lane, batch) or cancelled
-                    except BaseException as exc:  # noqa: BLE001 - the batch's, answered below
-                        # The batch did not run (its writer could not): every unit fails.
-                        for job in batch:
-                            if job.error is None and not job.retry:
-                                job.error = exc
+                    cancelled = await self._commit_batch(lane, batch) or cancelled
                     for done_job in batch:
                         if done_job.retry:
                             lane.pending.append(done_job)  # in the next batch
@@ -398,9 +393,13 @@ class Database:
     async def _commit_batch(self, lane: _Lane, batch: list[_Job]) -> BaseException | None:
         """Run one batch on the lane's writer thread and wait for it; returns a
         cancellation of the task that arrived meanwhile (to raise once the lane is
-        answered and handed over)."""
+        answered and handed over). Never raises: when the batch could not run at all,
+        each of its units fails with the reason."""
         if sniffio.current_async_library() != "asyncio":
-            await anyio.to_thread.run_sync(self._run_batch, lane, batch)
+            try:
+                await anyio.to_thread.run_sync(self._run_batch, lane, batch)
+            except BaseException as exc:  # noqa: BLE001 - the units' outcome
+                _fail_units(batch, exc)
             return None
         # On asyncio a dedicated writer thread answering through the loop costs a
         # fraction of a general worker-thread hop.
@@ -417,10 +416,12 @@ class Database:
             try:
                 await asyncio.shield(finished)
             except asyncio.CancelledError as exc:
-                if finished.done():
-                    break
                 cancelled = exc  # the batch is running: answer it first
-        finished.result()  # the batch's own failure, if its writer raised
+            except BaseException:  # noqa: BLE001 - the batch's failure, read below
+                pass
+        error = finished.exception()
+        if error is not None:
+            _fail_units(batch, error)
         return cancelled
 
     def _writer_loop(self, lane: _Lane) -> None:
@@ -539,18 +540,29 @@ class Database:
                         job.retry = True
                     else:
                         job.error = reason
-                if lane.conn is not None and not lane.conn.invalidated and (
-                        lost or _driver_closed(lane.conn)):
-                    lane.conn.invalidate()  # lost under a DBAPI cursor: SQLAlchemy missed it
-                if lane.conn is not None:
-                    self._discard_after_failure(lane.conn)
-                if lane.conn is not None and lane.conn.invalidated:
-                    lane.conn = None
+                self._drop_writer(lane, lost=lost)
                 return
-            if failed_inside and lane.conn is not None:
-                self._discard_after_failure(lane.conn)
-                if lane.conn.invalidated:
-                    lane.conn = None
+            if failed_inside:
+                self._drop_writer(lane, lost=False)
+
+    def _drop_writer(self, lane: _Lane, *, lost: bool) -> None:
+        """After a failure in a batch: give up the writer connection where it cannot be
+        trusted (lost, closed, or SQLite after a failed unit); the next batch opens a new
+        one. Never raises: the batch's outcomes are already decided."""
+        conn, lane.conn = lane.conn, None
+        if conn is None or conn.closed:
+            return  # closed before this batch, and not reopened
+        try:
+            if not conn.invalidated and (lost or _driver_closed(conn)):
+                conn.invalidate()  # lost under a DBAPI cursor: SQLAlchemy missed it
+            self._discard_after_failure(conn)
+        except Exception:
+            logger.exception("dropping the writer connection failed; opening a new one")
+            with contextlib.suppress(Exception):
+                conn.close()
+            return
+        if not conn.invalidated:
+            lane.conn = conn
 
     async def close(self) -> None:
         """Close every connection."""
@@ -623,6 +635,14 @@ def _locked(exc: Exception) -> bool:
 def _resolve(finished: asyncio.Future[None]) -> None:
     if not finished.done():
         finished.set_result(None)
+
+
+def _fail_units(batch: list[_Job], exc: BaseException) -> None:
+    """A batch that could not run (its writer raised past its own error handling): each
+    unit not already failed or set to run again fails with `exc`."""
+    for job in batch:
+        if job.error is None and not job.retry:
+            job.error = exc
 
 
 def _fail(finished: asyncio.Future[None], exc: BaseException) -> None:
