@@ -102,6 +102,7 @@ class Dispatcher:
         self._workers = 0
         self._calling = False  # a worker was woken or started and has not run yet
         self._context = contextvars.copy_context()
+        self._policies: dict[WorkQueue, RetryPolicy] = {}
         self.observers: list[Observer] = []
         """Called after each handler run here (e.g. `/metrics`' handler durations)."""
 
@@ -190,10 +191,13 @@ class Dispatcher:
         await self._idle.wait()
 
     def _policy(self, sub_delivery: object) -> RetryPolicy:
-        if isinstance(sub_delivery, WorkQueue):
-            return sub_delivery.policy(base_seconds=self._s.retry_base_seconds,
-                                       max_seconds=self._s.retry_max_seconds)
-        return RetryPolicy(max_retries=0)
+        if not isinstance(sub_delivery, WorkQueue):
+            return _NO_RETRY
+        policy = self._policies.get(sub_delivery)
+        if policy is None:  # one per subscription, not one per delivery
+            policy = self._policies[sub_delivery] = sub_delivery.policy(
+                base_seconds=self._s.retry_base_seconds, max_seconds=self._s.retry_max_seconds)
+        return policy
 
     def _call_worker(self, task_group: anyio.abc.TaskGroup) -> None:
         """Wake an idle worker (or start one) for the deliveries waiting, unless one is
@@ -317,6 +321,7 @@ class Dispatcher:
 
 
 _MISSING = object()
+_NO_RETRY = RetryPolicy(max_retries=0)
 
 
 def _unchanged(pristine: contextvars.Context) -> bool:

@@ -356,6 +356,7 @@ class Database:
         """
         handed = False
         cancelled: BaseException | None = None
+        answered = False  # the last batch answered callers other than this leader
         try:
             with anyio.CancelScope(shield=True):
                 while True:
@@ -363,8 +364,8 @@ class Database:
                         # Let the callers just answered queue their next units: they join
                         # the next batch instead of one of them leading a batch of one
                         # while the rest wait (a convoy of alternating batches of 1 and
-                        # N-1).
-                        if cancelled is None:
+                        # N-1). A batch of this leader's own unit alone answered nobody.
+                        if answered and cancelled is None:
                             await anyio.lowlevel.checkpoint()
                         if not lane.pending:
                             break
@@ -375,6 +376,7 @@ class Database:
                     batch = lane.pending[:_MAX_BATCH]
                     del lane.pending[:_MAX_BATCH]
                     cancelled = await self._commit_batch(lane, batch) or cancelled
+                    answered = False
                     for done_job in batch:
                         if done_job.retry:
                             lane.pending.append(done_job)  # in the next batch
@@ -383,6 +385,7 @@ class Database:
                         _run_callbacks(done_job.callbacks)
                         if done_job.done is not None:
                             done_job.done.set()
+                            answered = True
         finally:
             own.gone = True  # its caller is leaving: never hand it the lane
             if not handed:
