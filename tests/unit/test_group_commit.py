@@ -5,6 +5,7 @@ failed. Every caller gets its unit's outcome, and the writer goes on."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from typing import Any
@@ -208,3 +209,33 @@ async def test_a_failing_clean_up_after_a_batch_leaves_its_outcomes_alone(
         assert await db.read(count) == 2
     finally:
         await db.close()
+
+
+async def test_the_writer_checkpoints_the_wal_every_ten_thousand_pages(
+    sqlite_url: str,
+) -> None:
+    # SQLite's default checkpoints once the WAL holds 1,000 pages (about 4 MB): each
+    # checkpoint costs two fsyncs and a copy of every page changed since the last one.
+    db = Database(sqlite_url)
+    path = sqlite_url.removeprefix("sqlite:///")
+    try:
+        await db.run(lambda tx: tx.exec_driver_sql("CREATE TABLE t (x)"))
+
+        def write_pages(tx: Connection) -> None:
+            for _ in range(1_500):  # about 1,500 pages of 4 KB
+                tx.exec_driver_sql("INSERT INTO t VALUES (randomblob(4000))")
+
+        await db.run(write_pages)
+        await db.run(insert(1))
+        # Still in the WAL, not yet copied into the database file.
+        assert os.path.getsize(path + "-wal") > 1_500 * 4096
+        assert os.path.getsize(path) < 1_000 * 4096
+        pragmas = await db.run(lambda tx: (
+            tx.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one(),
+            tx.exec_driver_sql("PRAGMA journal_size_limit").scalar_one()))
+        assert pragmas == (10_000, 64 * 1024 * 1024)
+    finally:
+        await db.close()
+    # Closing the last connection checkpoints everything into the database file.
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1_501,)
