@@ -146,8 +146,7 @@ class _Signal:
 
     def set(self) -> None:
         if self._future is not None:
-            if not self._future.done():  # a cancelled waiter cancelled it
-                self._future.set_result(None)
+            _resolve(self._future)  # unless a cancelled waiter cancelled it
         else:
             assert self._event is not None
             self._event.set()
