@@ -103,6 +103,78 @@ async def test_a_handler_running_past_its_timeout_fails_that_attempt(sqlite_url:
     assert (row.status, row.attempts) == ("done", 2)
 
 
+@pytest.mark.parametrize("reaction", ["raises-another-error", "returns"])
+async def test_a_handler_cut_off_at_its_timeout_fails_whatever_it_makes_of_the_cut_off(
+    sqlite_url: str, reaction: str,
+) -> None:
+    async def stubborn(change: EntityChange) -> None:
+        try:
+            await anyio.sleep(10)
+        except BaseException:  # noqa: BLE001 - what a careless handler does
+            if reaction == "raises-another-error":
+                raise ValueError("interrupted") from None
+            return
+
+    queue = WorkQueue("g", timeout_seconds=0.1, retry=RetryPolicy(max_retries=0))
+    async with make_host(sqlite_url, SubscriberPlugin("counter", stubborn, queue)) as host:
+        with anyio.fail_after(5):
+            await host.entity("counter").mutate("a", increment)
+            await host.drain()
+        (row,) = await host.deliveries()
+    assert (row.status, row.attempts) == ("dead", 1)
+    assert row.last_error == "TimeoutError: the handler ran longer than 0.1s"
+
+
+async def test_a_short_timeout_after_a_long_one_in_the_same_worker_still_cuts_off(
+    sqlite_url: str,
+) -> None:
+    """The two deliveries of one change are claimed together and run by one worker, the
+    long-timeout group's first (it never waits, so no other worker takes the second):
+    the short-timeout handler is cut off after its own 0.2 s, not the other's 300 s."""
+    handled: list[str] = []
+
+    async def quick(change: EntityChange) -> None:
+        handled.append(change.id)
+
+    async def stuck(change: EntityChange) -> None:
+        await anyio.sleep(10)
+
+    async with make_host(
+        sqlite_url,
+        SubscriberPlugin("counter", quick, WorkQueue("a-long", timeout_seconds=300),
+                         name="quick"),
+        SubscriberPlugin("counter", stuck, WorkQueue(
+            "b-short", timeout_seconds=0.2, retry=RetryPolicy(max_retries=0)), name="stuck"),
+    ) as host:
+        with anyio.fail_after(10):
+            await host.entity("counter").mutate("e", increment)
+            await host.drain()
+        dead = await host.deliveries(dead=True)
+    assert handled == ["e"]
+    assert [(d.group, d.entity_id) for d in dead] == [("b-short", "e")]
+    assert dead[0].last_error == "TimeoutError: the handler ran longer than 0.2s"
+
+
+async def test_a_workers_deadline_follows_each_handler_within_a_tenth_of_its_timeout(
+) -> None:
+    from reactive_core._delivery.dispatcher import _bound
+
+    with anyio.CancelScope() as watch:
+        _bound(watch, 1.0)
+        first = watch.deadline
+        assert anyio.current_time() + 1.0 <= first <= anyio.current_time() + 1.1
+        await anyio.sleep(0.01)
+        _bound(watch, 1.0)
+        assert watch.deadline == first  # still in its window: the timer is not moved
+        await anyio.sleep(0.06)
+        _bound(watch, 1.0)
+        assert watch.deadline > first  # later handlers need it later
+        assert anyio.current_time() + 1.0 <= watch.deadline
+        _bound(watch, 0.2)
+        assert watch.deadline <= anyio.current_time() + 0.22  # a shorter timeout
+    assert not watch.cancel_called
+
+
 async def test_one_unit_raising_keyboard_interrupt_fails_alone_in_its_group_commit(
     sqlite_url: str,
 ) -> None:

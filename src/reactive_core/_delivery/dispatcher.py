@@ -16,6 +16,12 @@ more worker whenever it takes one while others wait, so a handler that waits nev
 up the rest. A worker runs its next delivery only as a task of its own would: after a
 handler that failed, left a cancellation pending on the worker, or changed a context
 variable, the worker ends and a fresh one (with a fresh copy of the context) takes over.
+
+A handler's timeout is a deadline on its worker's cancel scope rather than a scope (and
+an event-loop timer) of its own: the deadline moves forward only when the running
+handler needs it later, so a handler is cut off between its timeout and a tenth of it
+past. A handler cut off fails (`TimeoutError`), whatever it made of the cancellation:
+raised it, raised something else instead, or returned; its worker ends.
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ _RUN_BEFORE_YIELD = 32
 """Deliveries a worker runs back to back before it lets the event loop run other tasks."""
 _FLUSH_ROUNDS = 200
 """How often shutdown tries to record outcomes before leaving them to lease expiry."""
+_TIMEOUT_SLACK = 0.1
+"""How late, as a share of a handler's timeout, its worker's deadline may cut it off (see
+`_bound`): the deadline then moves once per that much time, not once per handler."""
 
 Observer = Callable[[str, str, float, str], None]
 """Told of each handler run: (group, kind, seconds, outcome `done`, `retry` or `dead`)."""
@@ -219,20 +228,8 @@ class Dispatcher:
         try:
             while True:
                 self._calling = False
-                ran = 0
-                while self._ready:
-                    delivery, change = self._ready.popleft()
-                    self._call_worker(task_group)  # in case this handler waits
-                    if not await self._handle(delivery, change):
-                        await _absorb_own_cancel()
-                        return
-                    if not _unchanged(pristine):
-                        return
-                    ran += 1
-                    if ran % _RUN_BEFORE_YIELD == 0:
-                        # Handlers that never wait would otherwise hold the event loop
-                        # for a whole claim round.
-                        await anyio.lowlevel.checkpoint()
+                if not await self._run_ready(task_group, pristine):
+                    return
                 event = anyio.Event()
                 self._sleeping.append(event)
                 try:
@@ -246,11 +243,37 @@ class Dispatcher:
             self._calling = False
             self._call_worker(task_group)
 
-    async def _handle(self, delivery: DeliveryRow, change: EntityChange) -> bool:
+    async def _run_ready(self, task_group: anyio.abc.TaskGroup,
+                         pristine: contextvars.Context) -> bool:
+        """Run the waiting deliveries under one cancel scope whose deadline bounds the
+        running handler; False when the worker must not go on."""
+        ran = 0
+        with anyio.CancelScope() as watch:
+            while self._ready:
+                delivery, change = self._ready.popleft()
+                self._call_worker(task_group)  # in case this handler waits
+                if not await self._handle(delivery, change, watch):
+                    if not watch.cancel_called:
+                        await _absorb_own_cancel()
+                    return False
+                if not _unchanged(pristine):
+                    return False
+                ran += 1
+                if ran % _RUN_BEFORE_YIELD == 0:
+                    # Handlers that never wait would otherwise hold the event loop
+                    # for a whole claim round.
+                    await anyio.lowlevel.checkpoint()
+            return True
+        # The deadline passed between two handlers (the last one ran past its timeout
+        # and finished before the cut-off): nothing to record, but the scope is spent.
+        return False
+
+    async def _handle(self, delivery: DeliveryRow, change: EntityChange,
+                      watch: anyio.CancelScope) -> bool:
         """Run one delivery; False when its worker must not run another (it failed, or
         left a cancellation pending on the task)."""
         try:
-            failures = await self._run_one(delivery, change)
+            failures = await self._run_one(delivery, change, watch)
             self._failed.extend(failures)
             return not failures and not _cancel_pending()
         finally:
@@ -259,7 +282,8 @@ class Dispatcher:
                 self._idle.set()
             self.wake()
 
-    async def _run_one(self, delivery: DeliveryRow, change: EntityChange) -> list[Failure]:
+    async def _run_one(self, delivery: DeliveryRow, change: EntityChange,
+                       watch: anyio.CancelScope) -> list[Failure]:
         sub = self._registry.work_queue_handler(delivery.group, delivery.kind)
         policy = self._policy(sub.delivery if sub is not None else None)
         if delivery.attempts > policy.max_retries + 1:
@@ -278,15 +302,22 @@ class Dispatcher:
             timeout = (sub.delivery.timeout_seconds if isinstance(sub.delivery, WorkQueue)
                        and sub.delivery.timeout_seconds is not None else self._s.handler_timeout)
             started = time.perf_counter()
-            raised = await call_guarded(sub.handler, change, timeout=timeout)
+            _bound(watch, timeout)
+            try:
+                raised = await call_guarded(sub.handler, change)
+            except BaseException:
+                if not watch.cancel_called:
+                    raise  # the host is stopping
+                raised = None  # whatever the handler made of its cut-off: see below
             elapsed = time.perf_counter() - started
-            if raised is None:
+            if watch.cancel_called:
+                error_text = f"TimeoutError: the handler ran longer than {timeout:g}s"
+            elif raised is None:
                 self._done.append(delivery)
                 self._observe(delivery, elapsed, "done")
                 return []
-            error_text = describe(raised)
-            if isinstance(raised, TimeoutError):
-                error_text = f"TimeoutError: the handler ran longer than {timeout:g}s"
+            else:
+                error_text = describe(raised)
         dead = delivery.attempts > policy.max_retries
         backoff = None if dead else policy.delay(delivery.attempts, self._rng)
         if sub is not None:
@@ -321,7 +352,18 @@ class Dispatcher:
 
 
 _MISSING = object()
+
 _NO_RETRY = RetryPolicy(max_retries=0)
+
+
+def _bound(watch: anyio.CancelScope, timeout: float) -> None:
+    """Make `watch`'s deadline fall between `timeout` seconds from now and a tenth of it
+    later, moving it only when it is outside that window (a timer rescheduled once per
+    `_TIMEOUT_SLACK` of the timeout, not once per handler)."""
+    earliest = anyio.current_time() + timeout
+    slack = timeout * _TIMEOUT_SLACK
+    if not earliest <= watch.deadline <= earliest + slack:
+        watch.deadline = earliest + slack / 2
 
 
 def _unchanged(pristine: contextvars.Context) -> bool:
