@@ -27,6 +27,7 @@ RAISED = [
     type("Custom", (BaseException,), {})("mine"),
 ]
 RAISED_IDS = ["exception", "cancelled", "keyboard-interrupt", "system-exit", "custom-base"]
+BOTH = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 
 
 def make_host(url: str, *plugins: object, **config: Any) -> Host:
@@ -86,6 +87,7 @@ async def test_a_broadcast_handler_raising_anything_is_logged_and_the_others_sti
     assert len(failures) == 2 and type(raised).__name__ in failures[0].getMessage()
 
 
+@BOTH
 async def test_a_handler_running_past_its_timeout_fails_that_attempt(sqlite_url: str) -> None:
     runs: list[int] = []
 
@@ -103,6 +105,7 @@ async def test_a_handler_running_past_its_timeout_fails_that_attempt(sqlite_url:
     assert (row.status, row.attempts) == ("done", 2)
 
 
+@BOTH
 @pytest.mark.parametrize("reaction", ["raises-another-error", "returns"])
 async def test_a_handler_cut_off_at_its_timeout_fails_whatever_it_makes_of_the_cut_off(
     sqlite_url: str, reaction: str,
@@ -125,6 +128,7 @@ async def test_a_handler_cut_off_at_its_timeout_fails_whatever_it_makes_of_the_c
     assert row.last_error == "TimeoutError: the handler ran longer than 0.1s"
 
 
+@BOTH
 async def test_a_short_timeout_after_a_long_one_in_the_same_worker_still_cuts_off(
     sqlite_url: str,
 ) -> None:
@@ -155,6 +159,7 @@ async def test_a_short_timeout_after_a_long_one_in_the_same_worker_still_cuts_of
     assert dead[0].last_error == "TimeoutError: the handler ran longer than 0.2s"
 
 
+@BOTH
 async def test_a_workers_deadline_follows_each_handler_within_a_tenth_of_its_timeout(
 ) -> None:
     from reactive_core._delivery.dispatcher import _bound
