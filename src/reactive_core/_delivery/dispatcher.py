@@ -18,10 +18,10 @@ handler that failed, left a cancellation pending on the worker, or changed a con
 variable, the worker ends and a fresh one (with a fresh copy of the context) takes over.
 
 A handler's timeout is a deadline on its worker's cancel scope rather than a scope (and
-an event-loop timer) of its own: the deadline moves forward only when the running
-handler needs it later, so a handler is cut off between its timeout and a tenth of it
-past. A handler cut off fails (`TimeoutError`), whatever it made of the cancellation:
-raised it, raised something else instead, or returned; its worker ends.
+an event-loop timer) of its own: the deadline moves only when the running handler needs
+it elsewhere, so a handler is cut off between its timeout and a tenth of it past. A
+handler cut off fails (`TimeoutError`), whatever it made of the cancellation: raised it,
+raised something else instead, or returned; its worker ends.
 """
 
 from __future__ import annotations
@@ -352,7 +352,6 @@ class Dispatcher:
 
 
 _MISSING = object()
-
 _NO_RETRY = RetryPolicy(max_retries=0)
 
 
