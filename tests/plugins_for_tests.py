@@ -1,16 +1,21 @@
-"""Small plugins the core tests share: a store-backed kind and a computed one."""
+"""Small plugins the core tests share: a store-backed kind and a computed one (and the
+mark that runs a test on both async backends)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from reactive_core import hookimpl
+
+BOTH = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+"""Runs the marked test on asyncio and on trio (the default fixture gives asyncio only)."""
 
 
 class Counter(BaseModel):

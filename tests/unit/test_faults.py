@@ -17,7 +17,7 @@ import anyio
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from plugins_for_tests import CorePlugin, SubscriberPlugin, increment
+from plugins_for_tests import BOTH, CorePlugin, SubscriberPlugin, increment
 from reactive_core import EntityChange, Host, RetryPolicy, WorkQueue
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +27,6 @@ RAISED = [
     type("Custom", (BaseException,), {})("mine"),
 ]
 RAISED_IDS = ["exception", "cancelled", "keyboard-interrupt", "system-exit", "custom-base"]
-BOTH = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 
 
 def make_host(url: str, *plugins: object, **config: Any) -> Host:

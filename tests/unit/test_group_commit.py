@@ -15,11 +15,10 @@ import pytest
 from sqlalchemy import Connection, event
 from sqlalchemy.exc import OperationalError
 
+from plugins_for_tests import BOTH
 from reactive_core._store.database import Database
 
 pytestmark = pytest.mark.anyio
-
-BOTH = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 
 
 class SerializationFailure(Exception):
