@@ -19,7 +19,8 @@ that is created here and dropped afterwards):
   (its route recorded, no handler here): each write queues its delivery and this
   process does nothing else, which is the work the bare loop does.
 * bare: the statements the write path does per mutation, with the raw driver
-  (`sqlite3` with WAL, synchronous=NORMAL and the writer's WAL checkpoint interval;
+  (`sqlite3` with WAL, synchronous=NORMAL and the writer's WAL checkpoints: on a
+  thread of their own, the loop's own at the writer's interval as the backstop;
   `psycopg` on PostgreSQL), one transaction per mutation: select the previous state;
   insert or update the state row; insert the change row (JSON prev/next/delta/
   changed_fields, a uuid, timestamps); one transition row per changed field; one
@@ -57,6 +58,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from reactive_core import EntityChange, Host, WorkQueue, hookimpl
+from reactive_core._store.checkpoint import WalCheckpointer
 from reactive_core._store.database import _WAL_CHECKPOINT_PAGES as WAL_CHECKPOINT_PAGES
 from reactive_core._store.schema import entity_changes, work_queue_routes
 
@@ -136,6 +138,10 @@ class Row:
     drain_gave_up_after: float | None = None
     ok: bool = True
     notes: list[str] = field(default_factory=list)
+    latency: tuple[float, float, float] | None = None
+    """One `mutate` call through the Host, seconds: median, 99th percentile, longest."""
+    bare_longest: float = 0.0
+    """The longest mutation of the bare loop, seconds."""
 
     @property
     def ratio(self) -> float:
@@ -199,9 +205,12 @@ def bare_sqlite(path: str, ids: list[str], warmup: int, seconds: float) -> tuple
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
-    # The product's writer checkpoints the WAL less often than SQLite's default: so does
-    # this loop, or it would pay for checkpoints the product does not.
+    # The product's writer checkpoints the WAL less often than SQLite's default, and
+    # leaves the checkpoints to a thread of its own: so does this loop, or it would pay
+    # for checkpoints the product does not.
     cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+    checkpointer = WalCheckpointer(
+        lambda: sqlite3.connect(path, isolation_level=None, check_same_thread=False))
 
     def one(entity_id: str) -> None:
         cur.execute("BEGIN IMMEDIATE")
@@ -228,10 +237,12 @@ def bare_sqlite(path: str, ids: list[str], warmup: int, seconds: float) -> tuple
         ])
         cur.execute(_SQ_INSERT_DELIVERY, (seq, GROUP, KIND, entity_id, now, now))
         cur.execute("COMMIT")
+        checkpointer.poke()
 
     try:
         return _time_loop(one, ids, warmup, seconds)
     finally:
+        checkpointer.close()
         conn.close()
 
 
@@ -307,12 +318,19 @@ def _time_loop(
     start = time.perf_counter()
     deadline = start + seconds
     now = start
+    longest = 0.0
     while now < deadline:
         for _ in range(50):
             one(ids[count % len(ids)])
             count += 1
-        now = time.perf_counter()
+            then, now = now, time.perf_counter()
+            longest = max(longest, now - then)
+    _BARE_LONGEST.append(longest)
     return count, now - start
+
+
+_BARE_LONGEST: list[float] = []
+"""The longest mutation of each bare run (read by `bench_backend`)."""
 
 
 # -- through the Host -------------------------------------------------------------------
@@ -368,11 +386,16 @@ async def run_ours(
         start = time.perf_counter()
         deadline = start + settings.ours_seconds
 
+        took: list[float] = []
+
         async def caller(k: int, ids: list[str]) -> None:
             i = 0
-            while time.perf_counter() < deadline:
+            now = time.perf_counter()
+            while now < deadline:
                 await handle.mutate(ids[i % len(ids)], bump)
                 i += 1
+                then, now = now, time.perf_counter()
+                took.append(now - then)
             counts[k] = i
 
         async with anyio.create_task_group() as tg:
@@ -382,6 +405,8 @@ async def run_ours(
         row.handled_during = plugin.handled - handled_before
         row.ours_n = sum(counts)
         row.ours_rate = row.ours_n / elapsed
+        took.sort()
+        row.latency = (took[len(took) // 2], took[int(len(took) * 0.99)], took[-1])
 
         row.pending_at_drain = await _count_pending(host)
         if not plugin.consume:
@@ -491,6 +516,7 @@ def bench_backend(
         # drift in the machine's load affects both figures alike.
         print(f"  {backend} {label}: bare ...", end="", flush=True)
         empty_tables(sa_url)
+        _BARE_LONGEST.clear()
         n1, t1 = bare(bare_ids, settings.bare_warmup, settings.bare_seconds / 2)
         print(f" {n1 / t1:,.0f}/s; Host ...", end="", flush=True)
         empty_tables(sa_url)
@@ -503,6 +529,7 @@ def bench_backend(
         n2, t2 = bare(bare_ids, settings.bare_warmup, settings.bare_seconds / 2)
         print(f" {n2 / t2:,.0f}/s", flush=True)
         row.bare_n, row.bare_rate = n1 + n2, (n1 + n2) / (t1 + t2)
+        row.bare_longest = max(_BARE_LONGEST)
 
 
 def machine_info(pg_version: str | None) -> list[str]:
@@ -556,6 +583,14 @@ def print_table(rows: list[Row]) -> None:
               f"{row.handled_during:>8,} {row.pending_at_drain:>8,} {drain:>8}  {target}")
         for note in row.notes:
             print(f"{'':<22} !! {note}")
+    print()
+    print(f"{'one mutate call, ms':<28} {'median':>7} {'p99':>7} {'longest':>8} "
+          f"{'bare longest':>13}")
+    for row in rows:
+        if row.latency is not None:
+            median, p99, longest = (1000 * x for x in row.latency)
+            print(f"{row.backend + ' ' + row.scenario:<28} {median:>7.2f} {p99:>7.2f} "
+                  f"{longest:>8.1f} {1000 * row.bare_longest:>13.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -636,6 +671,9 @@ def main(argv: list[str] | None = None) -> int:
     print("  mutation, sequential (also the baseline of the 32-caller rows).")
     print("handled: deliveries handled during the measured window; pending: deliveries left")
     print("  when it ended; drain s: time host.drain() took to finish them.")
+    print("one mutate call: how long each call took in the measured window (a caller's")
+    print("  wait for its group commit included); bare longest: the bare loop's longest")
+    print("  mutation (both include any WAL checkpoint that ran inside a commit).")
     print(f"total time {time.perf_counter() - started:.1f} s")
     return 0 if all(row.ok for row in rows) else 1
 

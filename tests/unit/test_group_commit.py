@@ -16,6 +16,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.exc import OperationalError
 
 from plugins_for_tests import BOTH
+from reactive_core._store import checkpoint
 from reactive_core._store.database import Database
 
 pytestmark = pytest.mark.anyio
@@ -210,11 +211,21 @@ async def test_a_failing_clean_up_after_a_batch_leaves_its_outcomes_alone(
         await db.close()
 
 
-async def test_the_writer_checkpoints_the_wal_every_ten_thousand_pages(
-    sqlite_url: str,
-) -> None:
-    # SQLite's default checkpoints once the WAL holds 1,000 pages (about 4 MB): each
-    # checkpoint costs two fsyncs and a copy of every page changed since the last one.
+def checkpoint_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "reactive-wal-checkpoint"]
+
+
+async def wait_for(condition: Any, seconds: float = 10.0) -> None:
+    with anyio.fail_after(seconds):
+        while not condition():
+            await anyio.sleep(0.02)
+
+
+@BOTH
+async def test_wal_checkpoints_run_on_a_thread_of_their_own(sqlite_url: str) -> None:
+    # The writer's own checkpoint (SQLite's, inside the commit that fills the WAL past
+    # 10,000 pages, about 40 MB) is only the backstop: after commits, a thread of its own
+    # copies the WAL into the database file, while the writer goes on.
     db = Database(sqlite_url)
     path = sqlite_url.removeprefix("sqlite:///")
     try:
@@ -225,16 +236,63 @@ async def test_the_writer_checkpoints_the_wal_every_ten_thousand_pages(
                 tx.exec_driver_sql("INSERT INTO t VALUES (randomblob(4000))")
 
         await db.run(write_pages)
-        await db.run(insert(1))
-        # Still in the WAL, not yet copied into the database file.
-        assert os.path.getsize(path + "-wal") > 1_500 * 4096
-        assert os.path.getsize(path) < 1_000 * 4096
+        # Far below the writer's 10,000 pages, yet copied into the database file.
+        await wait_for(lambda: os.path.getsize(path) > 1_500 * 4096)
+        assert os.path.getsize(path + "-wal") >= 1_500 * 4096  # not truncated: reused
         pragmas = await db.run(lambda tx: (
             tx.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one(),
             tx.exec_driver_sql("PRAGMA journal_size_limit").scalar_one()))
         assert pragmas == (10_000, 64 * 1024 * 1024)
+        # What the checkpoint copied, read from the database file alone (no WAL).
+        assert _rows_in_file(path) == 1_500
+        assert len(checkpoint_threads()) == 1
     finally:
         await db.close()
-    # Closing the last connection checkpoints everything into the database file.
+    assert checkpoint_threads() == []  # closing stops it
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1_501,)
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1_500,)
+
+
+async def test_a_failing_background_checkpoint_leaves_the_writer_alone(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The checkpoint thread cannot connect (say, out of file descriptors): it logs, tries
+    # again later, and meanwhile every write commits (the writer's own checkpoint remains).
+    monkeypatch.setattr(checkpoint, "_FAILURE_PAUSE", 0.2)
+    db = Database(sqlite_url)
+    path = sqlite_url.removeprefix("sqlite:///")
+    connects = [0]
+
+    @event.listens_for(db.engine, "do_connect")
+    def connect(*_args: Any) -> None:
+        connects[0] += 1
+        if connects[0] in (2, 3):  # the writer's goes through, the checkpoint's fail
+            raise sqlite3.OperationalError("unable to open database file")
+
+    try:
+        await db.run(lambda tx: tx.exec_driver_sql("CREATE TABLE t (x)"))
+        for value in range(20):
+            assert await db.run(insert(value)) == value
+            await anyio.sleep(0.02)
+        assert await db.read(count) == 20
+        assert "background WAL checkpoint failed" in caplog.text
+        # Then it connects, and copies the WAL into the database file after all.
+        await wait_for(lambda: connects[0] >= 4)
+        await db.run(insert(20))
+        await wait_for(lambda: _rows_in_file(path) == 21)
+    finally:
+        await db.close()
+
+
+def _rows_in_file(path: str) -> int:
+    """The rows of `t` in the database file itself, without its WAL."""
+    copy = path + ".copy"
+    with open(path, "rb") as source, open(copy, "wb") as target:
+        target.write(source.read())
+    conn = sqlite3.connect(copy)
+    try:
+        return int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
+    except sqlite3.DatabaseError:
+        return 0  # the table is not in the file yet
+    finally:
+        conn.close()

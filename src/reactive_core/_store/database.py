@@ -39,6 +39,7 @@ from sqlalchemy.pool import NullPool
 
 from .._errors import ConfigError, DatabaseBusy
 from .backend import Backend, Dialect, backend_for
+from .checkpoint import WalCheckpointer
 
 logger = logging.getLogger("reactive_core.db")
 
@@ -50,7 +51,8 @@ _MAX_BATCH = 256
 
 _HELD_LOCK = "reactive_core.held_lock"
 _WAL_CHECKPOINT_PAGES = 10_000
-"""SQLite's writer checkpoints the WAL once it holds this many pages (about 40 MB)."""
+"""SQLite's writer checkpoints the WAL itself once it holds this many pages (about 40 MB):
+the backstop of the background checkpoints (`_store.checkpoint`)."""
 _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
@@ -194,8 +196,11 @@ class Database:
                 )
             self.engine = self._sqlite_engine(immediate=True, echo=echo, single=True)
             self.read_engine = self._sqlite_engine(immediate=False, echo=echo, single=False)
+            self._checkpointer: WalCheckpointer | None = WalCheckpointer(
+                self.engine.raw_connection)
             self._limiter = anyio.CapacityLimiter(8)
         else:
+            self._checkpointer = None
             self.engine = create_engine(
                 # No ping per checkout (a round trip per unit of work): a unit that hits a
                 # connection the server dropped is run again on a fresh one (_run_read,
@@ -588,6 +593,8 @@ class Database:
                 return
             if failed_inside:
                 self._drop_writer(lane, lost=False)
+            if self._checkpointer is not None:
+                self._checkpointer.poke()
 
     def _drop_writer(self, lane: _Lane, *, lost: bool) -> None:
         """After a failure in a batch: give up the writer connection where it cannot be
@@ -611,6 +618,8 @@ class Database:
     async def close(self) -> None:
         """Close every connection."""
         def close_all() -> None:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             for lane in self._lanes:
                 if lane.thread is not None:
                     lane.queue.put(None)
