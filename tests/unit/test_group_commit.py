@@ -244,7 +244,7 @@ async def test_wal_checkpoints_run_on_a_thread_of_their_own(sqlite_url: str) -> 
             tx.exec_driver_sql("PRAGMA journal_size_limit").scalar_one()))
         assert pragmas == (10_000, 64 * 1024 * 1024)
         # What the checkpoint copied, read from the database file alone (no WAL).
-        assert _rows_in_file(path) == 1_500
+        await wait_for(lambda: _rows_in_file(path) == 1_500)
         assert len(checkpoint_threads()) == 1
     finally:
         await db.close()
@@ -285,7 +285,8 @@ async def test_a_failing_background_checkpoint_leaves_the_writer_alone(
 
 
 def _rows_in_file(path: str) -> int:
-    """The rows of `t` in the database file itself, without its WAL."""
+    """The rows of `t` in the database file itself, without its WAL (0 while the file
+    does not hold the table yet, or is caught half-written by a running checkpoint)."""
     copy = path + ".copy"
     with open(path, "rb") as source, open(copy, "wb") as target:
         target.write(source.read())
@@ -293,6 +294,6 @@ def _rows_in_file(path: str) -> int:
     try:
         return int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
     except sqlite3.DatabaseError:
-        return 0  # the table is not in the file yet
+        return 0
     finally:
         conn.close()

@@ -47,8 +47,6 @@ class WalCheckpointer:
         self._asked = False  # a checkpoint is due and not yet started
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.checkpoints = 0
-        """Background checkpoints run so far (successful ones)."""
 
     def poke(self) -> None:
         """The writer committed: checkpoint soon. Cheap when one is already due."""
@@ -92,7 +90,6 @@ class WalCheckpointer:
                         cursor.fetchall()
                     finally:
                         cursor.close()
-                    self.checkpoints += 1
                 except Exception:  # the writer's own checkpoint goes on
                     logger.warning(
                         "background WAL checkpoint failed: the writer checkpoints on its "
