@@ -297,3 +297,60 @@ def _rows_in_file(path: str) -> int:
         return 0
     finally:
         conn.close()
+
+
+@BOTH
+async def test_a_unit_that_raises_fails_alone_and_the_units_before_it_run_again(
+    sqlite_url: str,
+) -> None:
+    """SQLite runs a batch's units without a savepoint each; when one raises, the batch
+    rolls back and the others run again, each in a savepoint: they commit, the one that
+    raised fails alone (run once), those before it have run twice. The next batches run
+    with savepoints, so a unit that raises there costs nobody a second run."""
+    db = Database(sqlite_url)
+    runs: dict[str, int] = {}
+
+    def unit(name: str, value: int, *, fails: bool = False) -> Any:
+        def fn(tx: Connection) -> int:
+            runs[name] = runs.get(name, 0) + 1
+            tx.exec_driver_sql(f"INSERT INTO t VALUES ({value})")
+            if fails:
+                raise ValueError(f"{name} fails")
+            return value
+        return fn
+
+    async def one_batch(*units: tuple[str, Any]) -> dict[str, Any]:
+        outcomes: dict[str, Any] = {}
+        gate = threading.Event()
+
+        async def call(name: str, fn: Any) -> None:
+            try:
+                outcomes[name] = await db.run(fn)
+            except Exception as exc:  # noqa: BLE001 - the outcome is what is checked
+                outcomes[name] = type(exc).__name__
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "held", lambda tx: gate.wait(5))  # holds the writer
+            await anyio.sleep(0.05)
+            for name, fn in units:  # queued in this order, one batch once it is free
+                tg.start_soon(call, name, fn)
+                await anyio.sleep(0.01)
+            gate.set()
+        del outcomes["held"]
+        return outcomes
+
+    try:
+        await db.run(lambda tx: tx.exec_driver_sql("CREATE TABLE t (x)"))
+        outcomes = await one_batch(("a", unit("a", 1)), ("fails", unit("fails", -1, fails=True)),
+                                   ("b", unit("b", 2)))
+        assert outcomes == {"a": 1, "fails": "ValueError", "b": 2}
+        assert runs == {"a": 2, "fails": 1, "b": 1}
+        runs.clear()
+        outcomes = await one_batch(("c", unit("c", 3)), ("fails", unit("fails", -1, fails=True)),
+                                   ("d", unit("d", 4)))
+        assert outcomes == {"c": 3, "fails": "ValueError", "d": 4}
+        assert runs == {"c": 1, "fails": 1, "d": 1}
+        assert await db.read(lambda tx: sorted(
+            row[0] for row in tx.exec_driver_sql("SELECT x FROM t"))) == [1, 2, 3, 4]
+    finally:
+        await db.close()

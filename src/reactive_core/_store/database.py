@@ -4,10 +4,11 @@ Every database operation is a plain function `fn(tx, *args)` receiving a
 `sqlalchemy.Connection` inside one transaction, executed in a worker thread: one
 thread hop per unit of work. On SQLite all writes go through one writer connection;
 concurrent writers are *group-committed*: whatever is queued while a transaction is
-running forms the next batch, each unit in its own savepoint, so one failing unit
-rolls back alone while the batch shares one commit. Readers use their own
-connections and run concurrently (WAL). On PostgreSQL a few writer lanes group-commit
-the same way, side by side; readers get pooled connections.
+running forms the next batch, which shares one commit while a unit that fails rolls
+back alone (`_run_batch`: each unit in a savepoint, on SQLite only once a unit of the
+batch failed). Readers use their own connections and run concurrently (WAL). On
+PostgreSQL a few writer lanes group-commit the same way, side by side; readers get
+pooled connections.
 
 A group commit holds every lock its units took until the batch commits, so a unit
 that locks many rows another batch may want (the work queue's rounds, the timers')
@@ -48,6 +49,9 @@ T = TypeVar("T")
 DEFAULT_DATABASE_URL = "sqlite:///./reactive.db"
 _AFTER_COMMIT = "reactive_core.after_commit"
 _MAX_BATCH = 256
+_GUARDED_AFTER_FAILURE = 16
+"""SQLite: batches run with a savepoint per unit after one whose unit raised (see
+`Database._run_unguarded`), before trying without again."""
 
 _HELD_LOCK = "reactive_core.held_lock"
 _WAL_CHECKPOINT_PAGES = 10_000
@@ -118,6 +122,7 @@ class _Lane:
         self.conn: Connection | None = None
         self.thread: threading.Thread | None = None
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.guarded = 0  # SQLite: batches still to run with savepoints after a failure
 
 
 def _hand_over(lane: _Lane, leaving: _Job) -> bool:
@@ -492,109 +497,183 @@ class Database:
         return lane.conn
 
     def _run_batch(self, lane: _Lane, batch: list[_Job]) -> None:
-        """Run `batch` in one transaction on the writer connection, a savepoint per unit
-        (when there are several), so one that fails rolls back alone.
+        """Run `batch` in one transaction on the writer connection, so that a unit that
+        raises rolls back alone while the others commit together.
+
+        On SQLite the units first run without savepoints (`_run_unguarded`): should one
+        raise, the transaction rolls back and the others run again, each in a savepoint
+        (`_run_guarded`). PostgreSQL takes each unit's savepoint in the round trip of
+        its first statement, so it always runs them guarded.
+        """
+        with lane.lock:
+            for job in batch:
+                job.retry = False
+                job.attempts += 1
+            rest = batch
+            if self.dialect == "sqlite" and len(batch) > 1:
+                if lane.guarded:
+                    lane.guarded -= 1
+                else:
+                    rest = self._run_unguarded(lane, batch)
+                    if rest:
+                        # Units that raise may come in a run (a client sending bad
+                        # input): the next batches pay a savepoint per unit instead
+                        # of a second run each.
+                        lane.guarded = _GUARDED_AFTER_FAILURE
+            if rest:
+                self._run_guarded(lane, rest)
+            if self._checkpointer is not None:
+                self._checkpointer.poke()
+
+    def _run_unguarded(self, lane: _Lane, batch: list[_Job]) -> list[_Job]:
+        """Run `batch` in one transaction without a savepoint per unit (SQLite's
+        savepoints cost about a twentieth of a write: each page a unit changes is copied
+        into the savepoint's journal first). Returns the units to run again, guarded:
+        none when the batch committed or failed as a whole; when a unit raised, it gets
+        its outcome, the transaction rolls back, and the others are returned (those run
+        before it run a second time, as units may after a deadlock; see `run`).
+        """
+        raised: tuple[_Job, BaseException] | None = None
+        committing = False
+        try:
+            conn = self._writer(lane)  # a failed (re)connect is the batch's failure
+            with conn.begin() as transaction:
+                for job in batch:
+                    conn.info.pop(_AFTER_COMMIT, None)
+                    try:
+                        job.result = job.fn(conn, *job.args)
+                    except BaseException as exc:  # noqa: BLE001 - whatever a unit raises is its caller's
+                        raised = job, exc
+                        if _transient(exc) and job.attempts < _MAX_RETRIES:
+                            job.retry = True
+                        else:
+                            job.error = exc
+                        break
+                    job.callbacks = _take_after_commit(conn)
+                if raised is not None:
+                    conn.info.pop(_AFTER_COMMIT, None)
+                    transaction.rollback()
+                else:
+                    committing = True
+        except BaseException as exc:  # noqa: BLE001 - the whole batch failed
+            self._fail_batch(lane, batch, exc, committing=committing)
+            return []
+        if raised is None:
+            return []
+        failed, error = raised
+        for job in batch:
+            job.result = None
+            job.callbacks = []
+        # As after any unit that raised: the connection may keep the snapshot of a
+        # statement the unit left open (see `_discard_after_failure`).
+        self._drop_writer(lane, lost=_lost(error))
+        return [job for job in batch if job is not failed]
+
+    def _run_guarded(self, lane: _Lane, batch: list[_Job]) -> None:
+        """Run `batch` in one transaction, a savepoint per unit (when there are several),
+        so one that fails rolls back alone.
 
         A unit the database rolled back for a transient reason — a deadlock or a
         serialization failure (PostgreSQL), or the connection dropped before the commit
         was asked for — is marked `retry` and runs again in a later batch (at most
         `_MAX_RETRIES` times); whatever else a unit raises is its caller's.
         """
-        with lane.lock:
-            committing = False
-            failed_inside = False  # a unit rolled back to its savepoint
-            for job in batch:
-                job.retry = False
-                job.attempts += 1
-            try:
-                conn = self._writer(lane)  # a failed (re)connect is the batch's failure
-                with conn.begin():
-                    if len(batch) == 1:
-                        job = batch[0]
+        committing = False
+        failed_inside = False  # a unit rolled back to its savepoint
+        try:
+            conn = self._writer(lane)  # a failed (re)connect is the batch's failure
+            with conn.begin():
+                if len(batch) == 1:
+                    job = batch[0]
+                    conn.info.pop(_AFTER_COMMIT, None)
+                    try:
+                        job.result = job.fn(conn, *job.args)
+                    except BaseException as exc:
+                        job.error = exc
+                        raise
+                    job.callbacks = _take_after_commit(conn)
+                else:
+                    # Savepoints straight on the driver: SQLAlchemy's nested
+                    # transactions cost more Python than the unit's own statements.
+                    # Where the driver takes several statements in one call, a unit's
+                    # RELEASE goes with the next one's SAVEPOINT (one round trip);
+                    # the last one is released by the commit.
+                    driver = conn.connection.dbapi_connection
+                    assert driver is not None
+                    joined = self.dialect == "postgresql"
+                    release = False
+                    for job in batch:
                         conn.info.pop(_AFTER_COMMIT, None)
+                        conn.info.pop(_HELD_LOCK, None)
+                        release_previous, release = release, False
                         try:
+                            # Inside the unit's try: a deadlock on its lock is its
+                            # failure alone (retried), not the batch's.
+                            if joined:
+                                # One round trip: the last unit's release, this
+                                # one's savepoint and the lock it takes first.
+                                start = ("RELEASE reactive_unit; " if release_previous
+                                         else "") + "SAVEPOINT reactive_unit"
+                                if job.lock is not None:
+                                    start += "; " + self.backend.lock_statement(job.lock)
+                                driver.execute(start)
+                                if job.lock is not None:
+                                    conn.info[_HELD_LOCK] = job.lock
+                            else:
+                                if release_previous:
+                                    driver.execute("RELEASE reactive_unit")
+                                driver.execute("SAVEPOINT reactive_unit")
                             job.result = job.fn(conn, *job.args)
-                        except BaseException as exc:
-                            job.error = exc
-                            raise
-                        job.callbacks = _take_after_commit(conn)
-                    else:
-                        # Savepoints straight on the driver: SQLAlchemy's nested
-                        # transactions cost more Python than the unit's own statements.
-                        # Where the driver takes several statements in one call, a unit's
-                        # RELEASE goes with the next one's SAVEPOINT (one round trip);
-                        # the last one is released by the commit.
-                        driver = conn.connection.dbapi_connection
-                        assert driver is not None
-                        joined = self.dialect == "postgresql"
-                        release = False
-                        for job in batch:
+                        except BaseException as exc:  # noqa: BLE001 - whatever a unit raises is its caller's
+                            # Whatever one unit raises (KeyboardInterrupt included)
+                            # is that unit's outcome: the others still commit.
+                            if joined:
+                                driver.execute("ROLLBACK TO reactive_unit; "
+                                               "RELEASE reactive_unit")
+                            else:
+                                driver.execute("ROLLBACK TO reactive_unit")
+                                driver.execute("RELEASE reactive_unit")
                             conn.info.pop(_AFTER_COMMIT, None)
                             conn.info.pop(_HELD_LOCK, None)
-                            release_previous, release = release, False
-                            try:
-                                # Inside the unit's try: a deadlock on its lock is its
-                                # failure alone (retried), not the batch's.
-                                if joined:
-                                    # One round trip: the last unit's release, this
-                                    # one's savepoint and the lock it takes first.
-                                    start = ("RELEASE reactive_unit; " if release_previous
-                                             else "") + "SAVEPOINT reactive_unit"
-                                    if job.lock is not None:
-                                        start += "; " + self.backend.lock_statement(job.lock)
-                                    driver.execute(start)
-                                    if job.lock is not None:
-                                        conn.info[_HELD_LOCK] = job.lock
-                                else:
-                                    if release_previous:
-                                        driver.execute("RELEASE reactive_unit")
-                                    driver.execute("SAVEPOINT reactive_unit")
-                                job.result = job.fn(conn, *job.args)
-                            except BaseException as exc:  # noqa: BLE001 - whatever a unit raises is its caller's
-                                # Whatever one unit raises (KeyboardInterrupt included)
-                                # is that unit's outcome: the others still commit.
-                                if joined:
-                                    driver.execute("ROLLBACK TO reactive_unit; "
-                                                   "RELEASE reactive_unit")
-                                else:
-                                    driver.execute("ROLLBACK TO reactive_unit")
-                                    driver.execute("RELEASE reactive_unit")
-                                conn.info.pop(_AFTER_COMMIT, None)
-                                conn.info.pop(_HELD_LOCK, None)
-                                failed_inside = True
-                                if _transient(exc) and job.attempts < _MAX_RETRIES:
-                                    job.retry = True
-                                else:
-                                    job.error = exc
-                                continue
-                            release = True
-                            conn.info.pop(_HELD_LOCK, None)
-                            job.callbacks = _take_after_commit(conn)
-                    committing = True
-            except BaseException as exc:  # noqa: BLE001 - the whole batch failed to commit
-                lost = _lost(exc)
-                for job in batch:
-                    job.callbacks = []
-                    job.result = None
-                    if job.retry:
-                        continue
-                    # A unit's own error (a lone unit re-raises it; the rollback that
-                    # follows may raise another) else the batch's.
-                    reason = job.error if job.error is not None else exc
-                    lost = lost or _lost(reason)
-                    if (not committing and _transient(reason)
-                            and job.attempts < _MAX_RETRIES):
-                        # Nothing committed: the unit runs again.
-                        job.error = None
-                        job.retry = True
-                    else:
-                        job.error = reason
-                self._drop_writer(lane, lost=lost)
-                return
-            if failed_inside:
-                self._drop_writer(lane, lost=False)
-            if self._checkpointer is not None:
-                self._checkpointer.poke()
+                            failed_inside = True
+                            if _transient(exc) and job.attempts < _MAX_RETRIES:
+                                job.retry = True
+                            else:
+                                job.error = exc
+                            continue
+                        release = True
+                        conn.info.pop(_HELD_LOCK, None)
+                        job.callbacks = _take_after_commit(conn)
+                committing = True
+        except BaseException as exc:  # noqa: BLE001 - the whole batch failed to commit
+            self._fail_batch(lane, batch, exc, committing=committing)
+            return
+        if failed_inside:
+            self._drop_writer(lane, lost=False)
+
+    def _fail_batch(self, lane: _Lane, batch: list[_Job], exc: BaseException, *,
+                    committing: bool) -> None:
+        """The batch's transaction failed as a whole (`exc`): every unit not set to run
+        again fails, with its own error if it raised one, else with `exc`; a unit that
+        nothing of was committed runs again when the reason was transient."""
+        lost = _lost(exc)
+        for job in batch:
+            job.callbacks = []
+            job.result = None
+            if job.retry:
+                continue
+            # A unit's own error (a lone unit re-raises it; the rollback that
+            # follows may raise another) else the batch's.
+            reason = job.error if job.error is not None else exc
+            lost = lost or _lost(reason)
+            if (not committing and _transient(reason)
+                    and job.attempts < _MAX_RETRIES):
+                # Nothing committed: the unit runs again.
+                job.error = None
+                job.retry = True
+            else:
+                job.error = reason
+        self._drop_writer(lane, lost=lost)
 
     def _drop_writer(self, lane: _Lane, *, lost: bool) -> None:
         """After a failure in a batch: give up the writer connection where it cannot be
