@@ -52,6 +52,29 @@ def insert(value: int) -> Any:
     return unit
 
 
+async def one_batch(db: Database, *units: tuple[str, Any]) -> dict[str, Any]:
+    """Run `units` (name, fn) as one batch, in this order, while a unit holds the writer;
+    each one's result, or the name of the exception it raised."""
+    outcomes: dict[str, Any] = {}
+    gate = threading.Event()
+
+    async def call(name: str, fn: Any) -> None:
+        try:
+            outcomes[name] = await db.run(fn)
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is checked
+            outcomes[name] = type(exc).__name__
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, "held", lambda tx: gate.wait(5))  # holds the writer
+        await anyio.sleep(0.05)
+        for name, fn in units:  # queued in this order: one batch once the writer is free
+            tg.start_soon(call, name, fn)
+            await anyio.sleep(0.01)
+        gate.set()
+    assert outcomes.pop("held") is True
+    return outcomes
+
+
 @BOTH
 async def test_a_writer_that_cannot_reconnect_fails_its_batch_then_recovers(
     sqlite_url: str,
@@ -183,26 +206,12 @@ async def test_a_failing_clean_up_after_a_batch_leaves_its_outcomes_alone(
             raise RuntimeError("cannot drop the connection")
 
         monkeypatch.setattr(db, "_discard_after_failure", broken)
-        gate = threading.Event()
-        outcomes: dict[str, Any] = {}
 
         def failing(tx: Connection) -> None:
             raise ValueError("the unit fails")
 
-        async def call(name: str, fn: Any) -> None:
-            try:
-                outcomes[name] = await db.run(fn)
-            except Exception as exc:  # noqa: BLE001 - the outcome is what is checked
-                outcomes[name] = type(exc).__name__
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(call, "held", lambda tx: gate.wait(5))
-            await anyio.sleep(0.05)
-            tg.start_soon(call, "fails", failing)  # one batch: [fails, commits]
-            tg.start_soon(call, "commits", insert(1))
-            await anyio.sleep(0.05)
-            gate.set()
-        assert outcomes == {"held": True, "fails": "ValueError", "commits": 1}
+        outcomes = await one_batch(db, ("fails", failing), ("commits", insert(1)))
+        assert outcomes == {"fails": "ValueError", "commits": 1}
         assert "cannot drop the connection" in caplog.text
         monkeypatch.undo()
         assert await db.run(insert(2)) == 2
@@ -319,35 +328,15 @@ async def test_a_unit_that_raises_fails_alone_and_the_units_before_it_run_again(
             return value
         return fn
 
-    async def one_batch(*units: tuple[str, Any]) -> dict[str, Any]:
-        outcomes: dict[str, Any] = {}
-        gate = threading.Event()
-
-        async def call(name: str, fn: Any) -> None:
-            try:
-                outcomes[name] = await db.run(fn)
-            except Exception as exc:  # noqa: BLE001 - the outcome is what is checked
-                outcomes[name] = type(exc).__name__
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(call, "held", lambda tx: gate.wait(5))  # holds the writer
-            await anyio.sleep(0.05)
-            for name, fn in units:  # queued in this order, one batch once it is free
-                tg.start_soon(call, name, fn)
-                await anyio.sleep(0.01)
-            gate.set()
-        del outcomes["held"]
-        return outcomes
-
     try:
         await db.run(lambda tx: tx.exec_driver_sql("CREATE TABLE t (x)"))
-        outcomes = await one_batch(("a", unit("a", 1)), ("fails", unit("fails", -1, fails=True)),
-                                   ("b", unit("b", 2)))
+        outcomes = await one_batch(db, ("a", unit("a", 1)),
+                                   ("fails", unit("fails", -1, fails=True)), ("b", unit("b", 2)))
         assert outcomes == {"a": 1, "fails": "ValueError", "b": 2}
         assert runs == {"a": 2, "fails": 1, "b": 1}
         runs.clear()
-        outcomes = await one_batch(("c", unit("c", 3)), ("fails", unit("fails", -1, fails=True)),
-                                   ("d", unit("d", 4)))
+        outcomes = await one_batch(db, ("c", unit("c", 3)),
+                                   ("fails", unit("fails", -1, fails=True)), ("d", unit("d", 4)))
         assert outcomes == {"c": 3, "fails": "ValueError", "d": 4}
         assert runs == {"c": 1, "fails": 1, "d": 1}
         assert await db.read(lambda tx: sorted(
