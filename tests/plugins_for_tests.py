@@ -3,9 +3,11 @@ mark that runs a test on both async backends)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, delete, select
@@ -15,6 +17,34 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from reactive_core import hookimpl
 
 BOTH = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+
+
+async def run_twice_on_sqlite(host: Any, call: Callable[[], Awaitable[Any]]) -> Any:
+    """Await `call()` (one write, one unit of work) in a batch of the SQLite group commit
+    whose next unit raises: the batch rolls back and `call`'s unit runs a second time.
+    Returns what `call()` returned."""
+    gate = threading.Event()
+    returned: list[Any] = []
+
+    def failing(_tx: Connection) -> None:
+        raise ValueError("the next unit of the batch fails")
+
+    async def fails() -> None:
+        with pytest.raises(ValueError, match="next unit of the batch"):
+            await host.run(failing)
+
+    async def first() -> None:
+        returned.append(await call())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(host.run, lambda _tx: gate.wait(5))  # holds the writer meanwhile
+        await anyio.sleep(0.05)
+        tg.start_soon(first)
+        await anyio.sleep(0.01)
+        tg.start_soon(fails)
+        await anyio.sleep(0.01)
+        gate.set()
+    return returned[0]
 """Runs the marked test on asyncio and on trio (the default fixture gives asyncio only)."""
 
 

@@ -147,6 +147,8 @@ class Catalog:
         actor: Actor | None = None, reason: str | None = None,
     ) -> CatalogSystem:
         """Create or replace system `system_id`; an identical state changes nothing."""
+        # Read once, out here: the unit of work may run more than once (see `Host.run`).
+        tags = tags if isinstance(tags, str) else tuple(tags)
         return await self._host.run(lambda tx: self.upsert_system_in(
             tx, system_id, name=name, description=description, metadata=metadata, tags=tags,
             actor=actor, reason=reason,

@@ -50,6 +50,9 @@ class RunOps(AssociationOps):
         One unit of work: each system's run insert and its health mutation commit
         together.
         """
+        if systems is not None and not isinstance(systems, str):
+            # Read once, out here: the unit of work may run more than once (`Host.run`).
+            systems = tuple(systems)
         return await self._host.run(lambda tx: self.record_run_in(
             tx, check_id, outcome, systems=systems, timestamp=timestamp, actor=actor))
 

@@ -24,6 +24,7 @@ from catalog_plugin import (
     derive_catalog_triggers,
 )
 from catalog_plugin.schema import catalog_dependencies
+from plugins_for_tests import run_twice_on_sqlite
 from reactive_core import (
     CONFIG_ACTOR,
     Actor,
@@ -512,3 +513,15 @@ async def test_edge_rows_carry_their_creation_time(host: Host, catalog: Catalog)
     assert [r[:3] for r in stored] == [("api", "db", "informational"),
                                        ("web", "api", "critical"), ("web", "db", "degraded")]
     assert all(r[3] is not None for r in stored)
+
+
+async def test_tags_given_as_a_generator_survive_a_unit_of_work_run_twice(
+    host: Host, catalog: Catalog,
+) -> None:
+    # A unit of work may run twice (here: the next unit of its batch raises); tags handed
+    # over as a one-shot iterable are read once, before the unit, not by its first run.
+    system = await run_twice_on_sqlite(host, lambda: catalog.upsert_system(
+        "api", name="API", tags=(tag for tag in ("edge", "public"))))
+    assert system.tags == ["edge", "public"]
+    stored = await catalog.get_system("api")
+    assert stored is not None and stored.tags == ["edge", "public"]

@@ -20,7 +20,7 @@ from health_plugin import (
     UnknownSystem,
     health_service,
 )
-from plugins_for_tests import SubscriberPlugin, make_health_host
+from plugins_for_tests import SubscriberPlugin, make_health_host, run_twice_on_sqlite
 from reactive_core import EntityChange, Host, WorkQueue, doctor
 
 pytestmark = pytest.mark.anyio
@@ -323,3 +323,15 @@ async def test_public_names_are_pinned_and_sorted() -> None:
     assert health_plugin.HEALTH_KIND == "health"
     assert HealthState(status="healthy", healthy_checks=1, total_checks=2).model_dump(
         by_alias=True) == {"status": "healthy", "healthyChecks": 1, "totalChecks": 2}
+
+
+async def test_systems_given_as_a_generator_survive_a_unit_of_work_run_twice(
+    host: Host, service: HealthService,
+) -> None:
+    # A unit of work may run twice (here: the next unit of its batch raises); the systems
+    # of a run handed over as a one-shot iterable are read once, before the unit.
+    await setup_system(host, service)
+    ids = await run_twice_on_sqlite(host, lambda: service.record_run(
+        "ping", FAIL, systems=(system for system in ("api",))))
+    assert len(ids) == 1
+    assert [run.id for run in await service.runs("api")] == ids
