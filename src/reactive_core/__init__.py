@@ -42,7 +42,7 @@ from ._host.declarations import EntityKind
 from ._host.doctor import DoctorReport, RouteFinding, TableFinding, doctor
 from ._host.host import Host
 from ._host.registry import Registry
-from ._store.database import after_commit
+from ._store.group_commit import after_commit
 from ._timers.timers import Timer, TimerError, Timers, TimerStatus
 from .hookspecs import hookimpl, hookspec
 

@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from .._clock import Clock
 from .._errors import InvalidEntityState
 from .._store.backend import Backend, dumps, loads, lock_key
-from .._store.database import after_commit, held_lock
+from .._store.group_commit import after_commit, held_lock
 from .changes import SYSTEM_ACTOR, Actor, EntityChange, diff_states, value_text
 from .ids import MAX_ID_LENGTH, MAX_NAME_LENGTH, id_problem, is_identifier
 from .state import state_json, storable_json, validate_state

@@ -28,7 +28,7 @@ from .._clock import Clock, as_utc, as_utc_or_none
 from .._entities.ids import MAX_ID_LENGTH, MAX_NAME_LENGTH, id_problem
 from .._errors import ReactiveCoreError
 from .._store.backend import Backend
-from .._store.database import after_commit
+from .._store.group_commit import after_commit
 from .._store.schema import timers as _t
 from .schedule import MIN_INTERVAL_SECONDS, Cron, next_due
 
