@@ -62,6 +62,9 @@ class RunOps(AssociationOps):
         actor: Actor | None = None,
     ) -> list[int]:
         """`record_run` inside `tx`; `UnknownCheck` when the check does not exist."""
+        if isinstance(systems, str):
+            raise TypeError(f"systems must be a collection of system ids, received the "
+                            f"string {systems!r:.80}: expected e.g. [{systems!r:.80}]")
         if tx.execute(q.CONFIG, {"id": check_id}).first() is None:
             raise UnknownCheck(f"unknown check {check_id!r}: expected the id of a check "
                                f"configuration", check_id=check_id)

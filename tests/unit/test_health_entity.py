@@ -335,3 +335,13 @@ async def test_systems_given_as_a_generator_survive_a_unit_of_work_run_twice(
         "ping", FAIL, systems=(system for system in ("api",))))
     assert len(ids) == 1
     assert [run.id for run in await service.runs("api")] == ids
+
+
+async def test_a_run_for_a_bare_string_of_systems_is_refused(
+    host: Host, service: HealthService,
+) -> None:
+    # "api" is one system, not the systems "a", "p" and "i": refused, nothing recorded.
+    await setup_system(host, service)
+    with pytest.raises(TypeError, match="systems must be a collection of system ids"):
+        await service.record_run("ping", FAIL, systems="api")
+    assert await service.runs("api") == []
