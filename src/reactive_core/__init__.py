@@ -28,6 +28,7 @@ from ._errors import (
     PluginLoadError,
     ReactiveCoreError,
     RegistryError,
+    TransactionEnded,
     UnknownEntityKind,
 )
 from ._host.config import HostConfig
@@ -89,6 +90,7 @@ __all__ = [
     "TimerError",
     "TimerStatus",
     "Timers",
+    "TransactionEnded",
     "Transition",
     "UnknownEntityKind",
     "WorkQueue",

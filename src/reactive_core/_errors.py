@@ -45,6 +45,13 @@ class InvalidIdentifier(ReactiveCoreError, ValueError):
     """An id or a name broke the identifier rule (printable, trimmed, not too long)."""
 
 
+class TransactionEnded(ReactiveCoreError):
+    """A unit of work went on after its transaction had ended: on SQLite a statement with
+    a ROLLBACK conflict resolution (`ON CONFLICT ROLLBACK`, `INSERT OR ROLLBACK`,
+    `RAISE(ROLLBACK, ...)`) failed, SQLite rolled back the whole transaction, and the
+    unit caught the error. Nothing of the unit was written."""
+
+
 class DatabaseBusy(ReactiveCoreError):
     """The database stayed locked by another writer past the busy timeout.
 

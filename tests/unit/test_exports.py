@@ -13,7 +13,7 @@ EXPECTED = {
     "MemoryCacheStore", "PluginLoadError", "QueueStatus", "ReactiveCoreError",
     "ReadThroughCache", "Registry", "RegistryError", "RetryPolicy", "RouteFinding",
     "RouteStatus", "SYSTEM_ACTOR", "TableFinding", "Timer", "TimerError", "TimerStatus",
-    "Timers", "Transition", "UnknownEntityKind", "WorkQueue", "Write", "after_commit",
+    "Timers", "TransactionEnded", "Transition", "UnknownEntityKind", "WorkQueue", "Write", "after_commit",
     "apply_config_file", "apply_config_text", "check_id", "diff_states", "doctor", "hookimpl",
     "hookspec", "with_entity_remove", "with_entity_write",
 }

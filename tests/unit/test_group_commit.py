@@ -13,9 +13,10 @@ from typing import Any
 import anyio
 import pytest
 from sqlalchemy import Connection, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from plugins_for_tests import BOTH
+from reactive_core import TransactionEnded
 from reactive_core._store import checkpoint
 from reactive_core._store.database import Database
 
@@ -343,3 +344,93 @@ async def test_a_unit_that_raises_fails_alone_and_the_units_before_it_run_again(
             row[0] for row in tx.exec_driver_sql("SELECT x FROM t"))) == [1, 2, 3, 4]
     finally:
         await db.close()
+
+
+def conflict_units(runs: dict[str, int], *, catch: bool = True) -> dict[str, Any]:
+    """Units for a table `r` whose key resolves conflicts with ROLLBACK (SQLite then rolls
+    back the whole transaction): `dup` inserts a key `r` holds already, catching the error
+    unless `catch` is False; `a` and `c` insert into `t`."""
+    def counted(name: str, statement: str) -> Any:
+        def fn(tx: Connection) -> str:
+            runs[name] = runs.get(name, 0) + 1
+            tx.exec_driver_sql(statement)
+            return name
+        return fn
+
+    def dup(tx: Connection) -> str:
+        runs["dup"] = runs.get("dup", 0) + 1
+        try:
+            tx.exec_driver_sql("INSERT INTO r VALUES (1)")
+        except IntegrityError:
+            if not catch:
+                raise
+        return "dup"
+
+    return {"a": counted("a", "INSERT INTO t VALUES ('a')"), "dup": dup,
+            "c": counted("c", "INSERT INTO t VALUES ('c')")}
+
+
+async def conflict_db(sqlite_url: str) -> Database:
+    db = Database(sqlite_url)
+    await db.run(lambda tx: tx.exec_driver_sql("CREATE TABLE t (x)"))
+    await db.run(lambda tx: tx.exec_driver_sql("CREATE TABLE r (k UNIQUE ON CONFLICT ROLLBACK)"))
+    await db.run(lambda tx: tx.exec_driver_sql("INSERT INTO r VALUES (1)"))
+    return db
+
+
+def rows_of_t(tx: Connection) -> list[str]:
+    return sorted(row[0] for row in tx.exec_driver_sql("SELECT x FROM t"))
+
+
+@BOTH
+@pytest.mark.parametrize("order", ["a dup c", "a c dup"])
+@pytest.mark.parametrize("savepoints", [False, True])
+async def test_a_unit_that_goes_on_after_sqlite_rolled_back_its_transaction_fails_alone(
+    sqlite_url: str, order: str, savepoints: bool,
+) -> None:
+    """A statement with ON CONFLICT ROLLBACK makes SQLite roll back the whole transaction,
+    the units before it included; a unit that catches the error and returns must not
+    leave the others reported as committed while their writes are gone. It fails with
+    `TransactionEnded`; the others commit (run again), with or without savepoints."""
+    db = await conflict_db(sqlite_url)
+    try:
+        runs: dict[str, int] = {}
+        units = conflict_units(runs)
+        if savepoints:
+            db._lanes[0].guarded = 16  # the batch runs with a savepoint per unit
+        outcomes = await one_batch(db, *((name, units[name]) for name in order.split()))
+        assert outcomes == {"a": "a", "dup": "TransactionEnded", "c": "c"}
+        assert await db.read(rows_of_t) == ["a", "c"]
+        assert runs["dup"] == 1
+        # Alone, too: nothing written, and the writer goes on.
+        with pytest.raises(TransactionEnded, match="rolled back its whole transaction"):
+            await db.run(units["dup"])
+        assert await db.run(insert_into_t("d")) == "d"
+        assert await db.read(rows_of_t) == ["a", "c", "d"]
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("savepoints", [False, True])
+async def test_a_unit_raising_after_sqlite_rolled_back_its_transaction_fails_alone(
+    sqlite_url: str, savepoints: bool,
+) -> None:
+    """The same conflict, its error not caught: that unit gets it, the others commit."""
+    db = await conflict_db(sqlite_url)
+    try:
+        units = conflict_units({}, catch=False)
+        if savepoints:
+            db._lanes[0].guarded = 16
+        outcomes = await one_batch(db, ("a", units["a"]), ("dup", units["dup"]),
+                                   ("c", units["c"]))
+        assert outcomes == {"a": "a", "dup": "IntegrityError", "c": "c"}
+        assert await db.read(rows_of_t) == ["a", "c"]
+    finally:
+        await db.close()
+
+
+def insert_into_t(value: str) -> Any:
+    def unit(tx: Connection) -> str:
+        tx.exec_driver_sql(f"INSERT INTO t VALUES ('{value}')")
+        return value
+    return unit

@@ -28,6 +28,7 @@ import anyio.to_thread
 import sniffio
 from sqlalchemy import Connection, Engine
 
+from .._errors import TransactionEnded
 from .failures import MAX_RETRIES, driver_closed, is_lost, is_transient
 
 if TYPE_CHECKING:
@@ -169,6 +170,15 @@ class GroupCommit:
         """
         if self.dialect == "sqlite" and not conn.invalidated:
             conn.invalidate()
+
+    def _ended(self, conn: Connection) -> bool:
+        """SQLite: True when the transaction is gone although the unit that just ran
+        neither committed nor raised (see `TransactionEnded`): SQLite rolled all of it
+        back, the writes of the units before it included."""
+        if self.dialect != "sqlite":
+            return False
+        driver = conn.connection.dbapi_connection
+        return driver is not None and not driver.in_transaction
 
     def _lane(self) -> Lane:
         """The lane a new unit joins: an idle one if any, else the shortest queue."""
@@ -350,6 +360,8 @@ class GroupCommit:
                     conn.info.pop(AFTER_COMMIT, None)
                     try:
                         job.result = job.fn(conn, *job.args)
+                        if self._ended(conn):
+                            raise TransactionEnded(_ENDED)
                     except BaseException as exc:  # noqa: BLE001 - whatever a unit raises is its caller's
                         raised = job, exc
                         if is_transient(exc) and job.attempts < MAX_RETRIES:
@@ -396,6 +408,8 @@ class GroupCommit:
                     conn.info.pop(AFTER_COMMIT, None)
                     try:
                         job.result = job.fn(conn, *job.args)
+                        if self._ended(conn):
+                            raise TransactionEnded(_ENDED)
                     except BaseException as exc:
                         job.error = exc
                         raise
@@ -432,7 +446,16 @@ class GroupCommit:
                                     driver.execute("RELEASE reactive_unit")
                                 driver.execute("SAVEPOINT reactive_unit")
                             job.result = job.fn(conn, *job.args)
+                            if self._ended(conn):
+                                raise TransactionEnded(_ENDED)
                         except BaseException as exc:  # noqa: BLE001 - whatever a unit raises is its caller's
+                            if self._ended(conn):
+                                # SQLite rolled back the whole transaction, savepoints
+                                # and the units before this one included: this unit
+                                # fails, the others run again in the next batch.
+                                _end_batch(batch, job, exc)
+                                failed_inside = True
+                                break
                             # Whatever one unit raises (KeyboardInterrupt included)
                             # is that unit's outcome: the others still commit.
                             if joined:
@@ -501,6 +524,24 @@ class GroupCommit:
             return
         if not conn.invalidated:
             lane.conn = conn
+
+
+_ENDED = ("the unit of work went on after SQLite had rolled back its whole transaction "
+          "(a statement with ON CONFLICT ROLLBACK, INSERT OR ROLLBACK or RAISE(ROLLBACK) "
+          "failed and its error was caught): nothing of it was written; let that error "
+          "propagate, or resolve the conflict with ABORT instead")
+
+
+def _end_batch(batch: list[Job], culprit: Job, error: BaseException) -> None:
+    """The transaction of `batch` ended under `culprit`: it fails with `error`; every
+    other unit that has not failed runs again in a later batch (nothing of it stays)."""
+    culprit.error = error
+    culprit.retry = False
+    for job in batch:
+        job.result = None
+        job.callbacks = []
+        if job is not culprit and job.error is None:
+            job.retry = True
 
 
 def _resolve(finished: asyncio.Future[None]) -> None:
