@@ -197,8 +197,8 @@ _SQ_INSERT_DELIVERY = (
 )
 
 
-def bare_sqlite(path: str, ids: list[str], warmup: int, seconds: float) -> tuple[int, float]:
-    """The write path's statements with raw sqlite3: (mutations measured, seconds taken)."""
+def bare_sqlite(path: str, ids: list[str], warmup: int, seconds: float) -> Timed:
+    """The write path's statements with raw sqlite3, timed (see `_time_loop`)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     cur = conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -269,8 +269,8 @@ _PG_INSERT_DELIVERY = (
 _PG_NOTIFY = "SELECT pg_notify('reactive_changes', '')"
 
 
-def bare_pg(url: str, ids: list[str], warmup: int, seconds: float) -> tuple[int, float]:
-    """The PostgreSQL write path's statements with raw psycopg: (mutations, seconds)."""
+def bare_pg(url: str, ids: list[str], warmup: int, seconds: float) -> Timed:
+    """The PostgreSQL write path's statements with raw psycopg, timed (see `_time_loop`)."""
     import psycopg
 
     conn = psycopg.connect(url)
@@ -309,9 +309,13 @@ def bare_pg(url: str, ids: list[str], warmup: int, seconds: float) -> tuple[int,
         conn.close()
 
 
+Timed = tuple[int, float, float]
+"""A bare run: mutations measured, seconds taken, the longest mutation in seconds."""
+
+
 def _time_loop(
     one: Callable[[str], None], ids: list[str], warmup: int, seconds: float,
-) -> tuple[int, float]:
+) -> Timed:
     for i in range(max(warmup, len(ids))):
         one(ids[i % len(ids)])
     count = 0
@@ -325,12 +329,7 @@ def _time_loop(
             count += 1
             then, now = now, time.perf_counter()
             longest = max(longest, now - then)
-    _BARE_LONGEST.append(longest)
-    return count, now - start
-
-
-_BARE_LONGEST: list[float] = []
-"""The longest mutation of each bare run (read by `bench_backend`)."""
+    return count, now - start, longest
 
 
 # -- through the Host -------------------------------------------------------------------
@@ -503,7 +502,7 @@ def pg_reachable(admin_url: str) -> tuple[bool, str]:
 # -- orchestration ----------------------------------------------------------------------
 
 def bench_backend(
-    backend: str, sa_url: str, bare: Callable[[list[str], int, float], tuple[int, float]],
+    backend: str, sa_url: str, bare: Callable[[list[str], int, float], Timed],
     settings: Settings, rows: list[Row],
 ) -> None:
     create_schema(sa_url)
@@ -516,8 +515,7 @@ def bench_backend(
         # drift in the machine's load affects both figures alike.
         print(f"  {backend} {label}: bare ...", end="", flush=True)
         empty_tables(sa_url)
-        _BARE_LONGEST.clear()
-        n1, t1 = bare(bare_ids, settings.bare_warmup, settings.bare_seconds / 2)
+        n1, t1, longest1 = bare(bare_ids, settings.bare_warmup, settings.bare_seconds / 2)
         print(f" {n1 / t1:,.0f}/s; Host ...", end="", flush=True)
         empty_tables(sa_url)
         anyio.run(run_ours, sa_url, scenario, settings, row)
@@ -526,10 +524,10 @@ def bench_backend(
                  else "elsewhere")
         print(f" {row.ours_rate:,.0f}/s, drain {drain}; bare ...", end="", flush=True)
         empty_tables(sa_url)
-        n2, t2 = bare(bare_ids, settings.bare_warmup, settings.bare_seconds / 2)
+        n2, t2, longest2 = bare(bare_ids, settings.bare_warmup, settings.bare_seconds / 2)
         print(f" {n2 / t2:,.0f}/s", flush=True)
         row.bare_n, row.bare_rate = n1 + n2, (n1 + n2) / (t1 + t2)
-        row.bare_longest = max(_BARE_LONGEST)
+        row.bare_longest = max(longest1, longest2)
 
 
 def machine_info(pg_version: str | None) -> list[str]:

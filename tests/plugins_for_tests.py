@@ -17,35 +17,45 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from reactive_core import hookimpl
 
 BOTH = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+"""Runs the marked test on asyncio and on trio (the default fixture gives asyncio only)."""
+
+
+async def in_one_batch(runner: Any, *calls: tuple[str, Callable[[], Awaitable[Any]]],
+                       ) -> dict[str, Any]:
+    """Await `calls` (name, call), each one write, while a unit of work holds the writer
+    of `runner` (a `Host` or a `Database`): started in this order, their units form one
+    group-commit batch once the writer is free. Each one's result, or the name of the
+    exception it raised."""
+    outcomes: dict[str, Any] = {}
+    gate = threading.Event()
+
+    async def outcome(name: str, call: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            outcomes[name] = await call()
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is checked
+            outcomes[name] = type(exc).__name__
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(outcome, "held", lambda: runner.run(lambda _tx: gate.wait(5)))
+        await anyio.sleep(0.05)
+        for name, call in calls:
+            tg.start_soon(outcome, name, call)
+            await anyio.sleep(0.01)  # so that they queue in this order
+        gate.set()
+    assert outcomes.pop("held") is True
+    return outcomes
 
 
 async def run_twice_on_sqlite(host: Any, call: Callable[[], Awaitable[Any]]) -> Any:
     """Await `call()` (one write, one unit of work) in a batch of the SQLite group commit
     whose next unit raises: the batch rolls back and `call`'s unit runs a second time.
     Returns what `call()` returned."""
-    gate = threading.Event()
-    returned: list[Any] = []
-
     def failing(_tx: Connection) -> None:
         raise ValueError("the next unit of the batch fails")
 
-    async def fails() -> None:
-        with pytest.raises(ValueError, match="next unit of the batch"):
-            await host.run(failing)
-
-    async def first() -> None:
-        returned.append(await call())
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(host.run, lambda _tx: gate.wait(5))  # holds the writer meanwhile
-        await anyio.sleep(0.05)
-        tg.start_soon(first)
-        await anyio.sleep(0.01)
-        tg.start_soon(fails)
-        await anyio.sleep(0.01)
-        gate.set()
-    return returned[0]
-"""Runs the marked test on asyncio and on trio (the default fixture gives asyncio only)."""
+    outcomes = await in_one_batch(host, ("call", call), ("fails", lambda: host.run(failing)))
+    assert outcomes["fails"] == "ValueError", outcomes
+    return outcomes["call"]
 
 
 class Counter(BaseModel):

@@ -8,6 +8,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+from functools import partial
 from typing import Any
 
 import anyio
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy import Connection, event
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from plugins_for_tests import BOTH
+from plugins_for_tests import BOTH, in_one_batch
 from reactive_core import TransactionEnded
 from reactive_core._store import checkpoint
 from reactive_core._store.database import Database
@@ -54,26 +55,9 @@ def insert(value: int) -> Any:
 
 
 async def one_batch(db: Database, *units: tuple[str, Any]) -> dict[str, Any]:
-    """Run `units` (name, fn) as one batch, in this order, while a unit holds the writer;
-    each one's result, or the name of the exception it raised."""
-    outcomes: dict[str, Any] = {}
-    gate = threading.Event()
-
-    async def call(name: str, fn: Any) -> None:
-        try:
-            outcomes[name] = await db.run(fn)
-        except Exception as exc:  # noqa: BLE001 - the outcome is what is checked
-            outcomes[name] = type(exc).__name__
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(call, "held", lambda tx: gate.wait(5))  # holds the writer
-        await anyio.sleep(0.05)
-        for name, fn in units:  # queued in this order: one batch once the writer is free
-            tg.start_soon(call, name, fn)
-            await anyio.sleep(0.01)
-        gate.set()
-    assert outcomes.pop("held") is True
-    return outcomes
+    """Run `units` (name, fn) as one batch, in this order; each one's result, or the name
+    of the exception it raised."""
+    return await in_one_batch(db, *((name, partial(db.run, fn)) for name, fn in units))
 
 
 @BOTH
@@ -405,8 +389,8 @@ async def test_a_unit_that_goes_on_after_sqlite_rolled_back_its_transaction_fail
         # Alone, too: nothing written, and the writer goes on.
         with pytest.raises(TransactionEnded, match="rolled back its whole transaction"):
             await db.run(units["dup"])
-        assert await db.run(insert_into_t("d")) == "d"
-        assert await db.read(rows_of_t) == ["a", "c", "d"]
+        assert await db.run(units["c"]) == "c"
+        assert await db.read(rows_of_t) == ["a", "c", "c"]
     finally:
         await db.close()
 
@@ -427,10 +411,3 @@ async def test_a_unit_raising_after_sqlite_rolled_back_its_transaction_fails_alo
         assert await db.read(rows_of_t) == ["a", "c"]
     finally:
         await db.close()
-
-
-def insert_into_t(value: str) -> Any:
-    def unit(tx: Connection) -> str:
-        tx.exec_driver_sql(f"INSERT INTO t VALUES ('{value}')")
-        return value
-    return unit

@@ -15,20 +15,22 @@ def is_transient(exc: BaseException) -> bool:
     """True when `exc` rolled the unit back for a reason worth running it again for: a
     deadlock, a serialization failure, or the connection lost (also when the driver
     raised it straight from a DBAPI cursor, where SQLAlchemy did not see it)."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    state = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None),
-                                                      "sqlstate", None)
-    return state in _TRANSIENT_STATES or is_lost(exc)
+    return _sqlstate(exc) in _TRANSIENT_STATES or is_lost(exc)
 
 
 def is_lost(exc: BaseException) -> bool:
     """True when `exc` says the connection is gone."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    state = _sqlstate(exc)
+    return state is not None and state.startswith(_LOST_CONNECTION_CLASSES)
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of `exc`, raised by the driver or wrapped by SQLAlchemy."""
     state = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None),
                                                       "sqlstate", None)
-    return state is not None and state.startswith(_LOST_CONNECTION_CLASSES)
+    return state if isinstance(state, str) else None
 
 
 _LOST_CONNECTION_CLASSES = ("08", "57P")
@@ -46,7 +48,7 @@ def driver_closed(conn: Connection) -> bool:
 
 
 BUSY = ("the database stayed locked by another writer longer than the busy timeout: "
-         "nothing was written; retry, and look for a long transaction in another process")
+        "nothing was written; retry, and look for a long transaction in another process")
 
 
 def is_locked(exc: Exception) -> bool:

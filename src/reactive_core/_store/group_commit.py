@@ -180,6 +180,13 @@ class GroupCommit:
         driver = conn.connection.dbapi_connection
         return driver is not None and not driver.in_transaction
 
+    def _run_unit(self, job: Job, conn: Connection) -> None:
+        """Run `job`'s unit of work in `conn`'s transaction; `TransactionEnded` when it
+        returned from a transaction SQLite had rolled back."""
+        job.result = job.fn(conn, *job.args)
+        if self._ended(conn):
+            raise TransactionEnded(_ENDED)
+
     def _lane(self) -> Lane:
         """The lane a new unit joins: an idle one if any, else the shortest queue."""
         lanes = self._lanes
@@ -359,9 +366,7 @@ class GroupCommit:
                 for job in batch:
                     conn.info.pop(AFTER_COMMIT, None)
                     try:
-                        job.result = job.fn(conn, *job.args)
-                        if self._ended(conn):
-                            raise TransactionEnded(_ENDED)
+                        self._run_unit(job, conn)
                     except BaseException as exc:  # noqa: BLE001 - whatever a unit raises is its caller's
                         raised = job, exc
                         if is_transient(exc) and job.attempts < MAX_RETRIES:
@@ -407,9 +412,7 @@ class GroupCommit:
                     job = batch[0]
                     conn.info.pop(AFTER_COMMIT, None)
                     try:
-                        job.result = job.fn(conn, *job.args)
-                        if self._ended(conn):
-                            raise TransactionEnded(_ENDED)
+                        self._run_unit(job, conn)
                     except BaseException as exc:
                         job.error = exc
                         raise
@@ -445,9 +448,7 @@ class GroupCommit:
                                 if release_previous:
                                     driver.execute("RELEASE reactive_unit")
                                 driver.execute("SAVEPOINT reactive_unit")
-                            job.result = job.fn(conn, *job.args)
-                            if self._ended(conn):
-                                raise TransactionEnded(_ENDED)
+                            self._run_unit(job, conn)
                         except BaseException as exc:  # noqa: BLE001 - whatever a unit raises is its caller's
                             if self._ended(conn):
                                 # SQLite rolled back the whole transaction, savepoints
