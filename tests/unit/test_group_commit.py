@@ -17,7 +17,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from plugins_for_tests import BOTH, in_one_batch
-from reactive_core import TransactionEnded
+from reactive_core import DatabaseBusy, TransactionEnded
 from reactive_core._store import checkpoint
 from reactive_core._store.database import Database
 
@@ -411,3 +411,41 @@ async def test_a_unit_raising_after_sqlite_rolled_back_its_transaction_fails_alo
         assert await db.read(rows_of_t) == ["a", "c"]
     finally:
         await db.close()
+
+
+@BOTH
+async def test_a_new_database_another_connection_writes_is_waited_for_not_refused(
+    sqlite_url: str,
+) -> None:
+    """Putting a database in WAL mode takes an exclusive lock, which SQLite refuses at
+    once, busy timeout or not, while another connection holds the write lock (two
+    processes creating one database together): the first write waits for it, up to the
+    busy timeout, then fails with `DatabaseBusy` as any write would."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("CREATE TABLE t (x)")  # a rollback-journal database, not WAL yet
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t VALUES (1)")
+        db = Database(sqlite_url)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(db.run, insert(2))
+                await anyio.sleep(0.3)
+                other.execute("COMMIT")
+            assert await db.read(count) == 2
+        finally:
+            await db.close()
+        other.execute("PRAGMA journal_mode=DELETE")  # as new again, for the busy case
+        other.execute("BEGIN IMMEDIATE")
+        db = Database(sqlite_url, busy_timeout=0.2)
+        try:
+            started = anyio.current_time()
+            with pytest.raises(DatabaseBusy):
+                await db.run(insert(3))
+            assert anyio.current_time() - started >= 0.2
+        finally:
+            await db.close()
+            other.execute("ROLLBACK")
+    finally:
+        other.close()

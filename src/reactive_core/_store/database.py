@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -45,6 +46,8 @@ _WAL_CHECKPOINT_PAGES = 10_000
 """SQLite's writer checkpoints the WAL itself once it holds this many pages (about 40 MB):
 the backstop of the background checkpoints (`_store.checkpoint`)."""
 _WAL_SIZE_LIMIT = 64 * 1024 * 1024
+_WAL_SWITCH_PAUSE = 0.01
+"""Seconds between two tries to put a database another connection is writing in WAL mode."""
 
 
 def resolve_database_url(url: str | None) -> str:
@@ -121,9 +124,9 @@ class Database(GroupCommit):
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            self._enable_wal(cur)
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             if immediate:
                 # The writer's savepoints (one per unit of a group commit) keep the pages
@@ -145,6 +148,22 @@ class Database(GroupCommit):
             conn.connection.dbapi_connection.execute(begin_sql)  # type: ignore[union-attr]
 
         return engine
+
+    def _enable_wal(self, cur: Any) -> None:
+        """Put the database in WAL mode (a no-op once it is). Switching from the rollback
+        journal takes an exclusive lock, and SQLite refuses it at once, without waiting
+        for its busy timeout, while another connection holds the write lock (two
+        processes opening a new database together): so it is tried again until the
+        busy timeout has passed."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not is_locked(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(_WAL_SWITCH_PAUSE)
 
     # -- units of work --------------------------------------------------------------
 
